@@ -1,0 +1,84 @@
+"""The `geryon` command: a thin layer that builds library objects, calls them and turns
+GeryonError into a message and exit status 1.
+
+Subcommands live in modules of this package and are imported only when they run, so
+`geryon -h` stays fast (see bench/README.md).
+"""
+
+import importlib
+import sys
+
+import click
+
+from geryon.errors import GeryonError
+
+# command name -> (module in geryon.cli, attribute, one-line help shown by `geryon -h`)
+COMMANDS = {
+    "ca": ("ca", "ca", "Run the cluster certificate authority: init, sign, token."),
+    "join": ("ca", "join", "Join this machine to a cluster with a one-time token."),
+    "registry": ("registry", "registry", "Serve the registry of live services."),
+    "register": ("registry", "register", "Run a server and register it while it runs."),
+    "reglisten": ("registry", "reglisten", "Listen, run a command per connection, register it."),
+    "regquery": ("registry", "regquery", "Print the registered services that match."),
+    "regwatch": ("registry", "regwatch", "Print one line per change in the registry."),
+    "chunk": ("chunk", "chunk", "Make and inspect chunk files (64 MiB disks)."),
+    "ndb": ("ndb", "ndb", "Query ndb (attrdb) files such as ndb/cluster."),
+    "demo": ("demo", "demo", "Start a whole cluster on this machine and show it working."),
+}
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"geryon.cli.{module}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        # Listing help must not import every subcommand: use the table's one-liners.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="geryon")
+def geryon():
+    """A small, shell-native compute cluster.
+
+    \b
+    Example:
+      geryon ca init && geryon registry -a 'tcp!*!6675' &
+      geryon regquery svc rstyx
+    """
+
+
+def run(command, args=None):
+    """Run a click command, turning GeryonError into a one-line message and exit 1."""
+    try:
+        status = command.main(args=args, standalone_mode=False)
+    except GeryonError as err:
+        click.echo(f"{command.name or 'geryon'}: {err}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def main():
+    run(geryon)
+
+
