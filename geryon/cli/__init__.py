@@ -82,3 +82,30 @@ def main():
     run(geryon)
 
 
+
+
+def run_async(coro):
+    """Run a coroutine to completion; SIGTERM and SIGINT cancel it cleanly."""
+    import asyncio
+    import signal
+
+    async def guarded():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(guarded())
+
+
+def setup_logging(verbose: bool) -> None:
+    """Only the entry point configures logging: warnings, or everything with -v."""
+    import logging
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not verbose:
+        logging.getLogger("asyncssh").setLevel(logging.ERROR)

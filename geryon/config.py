@@ -1,0 +1,128 @@
+"""Configuration: one table of defaults, one object, one validation.
+
+Values come from, in rising order of precedence: the DEFAULTS table, the file
+`$GERYON_HOME/config` (TOML; GERYON_HOME defaults to ~/.geryon), environment variables
+`GERYON_<KEY>` (upper case), and flags given to a command.  `geryon join` writes the file,
+so after joining no command needs flags.
+"""
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from geryon.errors import GeryonError
+
+
+class ConfigError(GeryonError):
+    """A configuration value that cannot be used."""
+
+
+# key -> (default, help).  A default of None means "derived": see Config properties.
+DEFAULTS = {
+    "registry": ("", "dial string of the registry, e.g. tcp!gridhost!6675"),
+    "name": ("", "this machine's or person's identity in the cluster (default: user@host)"),
+    "host": ("", "the host name other machines use to reach services here"),
+    "mdns": ("off", "find the registry by mDNS when no address is set: on or off"),
+    "mdns_interface": ("", "address of the interface mDNS may use (required when mdns is on)"),
+    "keepalive": ("1", "seconds between SSH keepalives; a peer is dead after 3 missed"),
+}
+BOOLEANS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
+            "yes": True, "no": False}
+
+
+def home() -> Path:
+    """Where this user's keys, certificates, config and state live."""
+    return Path(os.environ.get("GERYON_HOME") or Path.home() / ".geryon")
+
+
+@dataclass
+class Config:
+    """Validated settings for one command run."""
+
+    registry: str = ""
+    name: str = ""
+    host: str = ""
+    mdns: str = "off"
+    mdns_interface: str = ""
+    keepalive: str = "1"
+
+    @classmethod
+    def load(cls, **overrides) -> "Config":
+        """Defaults < config file < GERYON_* environment < non-empty overrides (flags)."""
+        values = {key: default for key, (default, _) in DEFAULTS.items()}
+        path = home() / "config"
+        if path.exists():
+            try:
+                data = tomllib.loads(path.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+                raise ConfigError(f"config file {path}: {err}; fix or remove it") from None
+            for key, value in data.items():
+                if key not in DEFAULTS:
+                    raise ConfigError(f"config file {path}: unknown key {key!r}; "
+                                      f"known keys: {', '.join(DEFAULTS)}")
+                values[key] = str(value)
+        for key in DEFAULTS:
+            env = os.environ.get(f"GERYON_{key.upper()}")
+            if env is not None:
+                values[key] = env
+        for key, value in overrides.items():
+            if key not in DEFAULTS:
+                raise ConfigError(f"unknown setting {key!r}; known: {', '.join(DEFAULTS)}")
+            if value not in (None, ""):
+                values[key] = str(value)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.mdns.lower() not in BOOLEANS:
+            raise ConfigError(f"mdns is {self.mdns!r}; use one of on, off")
+        if self.registry:
+            from geryon import dial
+            dial.parse(self.registry, "registry")
+        try:
+            if float(self.keepalive) <= 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"keepalive is {self.keepalive!r}; use a positive number "
+                              "of seconds") from None
+
+    @property
+    def use_mdns(self) -> bool:
+        return BOOLEANS[self.mdns.lower()]
+
+    @property
+    def identity(self) -> str:
+        """The name this user or daemon is known by (its certificate's first principal)."""
+        if self.name:
+            return self.name
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or "user"
+        return f"{user}@{socket.gethostname()}"
+
+    def save(self, **changes) -> Path:
+        """Write the given keys into the config file, keeping the others."""
+        path = home() / "config"
+        data = {}
+        if path.exists():
+            data = tomllib.loads(path.read_text())
+        data.update({k: str(v) for k, v in changes.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{k} = {toml_string(v)}\n" for k, v in sorted(data.items()))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string for value."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if ord(c) >= 32 else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def describe() -> list[tuple[str, str]]:
+    """(key, help) for every setting, for docs and `-h`."""
+    return [(f.name, DEFAULTS[f.name][1]) for f in fields(Config)]

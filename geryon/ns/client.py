@@ -1,0 +1,186 @@
+"""Dial a Geryon server and use its tree: the client side of geryon.ns.
+
+One SSH connection carries many SFTP sessions.  Plain reads and writes share one session;
+a file whose reads wait (`event`, Owen's `task`) is opened on a session of its own, since
+the server answers each session's requests in order (see ARCHITECTURE.md).
+"""
+
+import asyncio
+import logging
+
+import asyncssh
+
+from geryon import dial
+from geryon.errors import GeryonError
+from geryon.ns.ca import Identity
+
+log = logging.getLogger("geryon.ns")
+
+READ_SIZE = 32768
+
+
+class RemoteError(GeryonError):
+    """The server refused a request, or could not be reached."""
+
+
+def explain(err: Exception, what: str) -> RemoteError:
+    """Turn an asyncssh or OS error into one that says what failed and what to do."""
+    if isinstance(err, asyncssh.SFTPError):
+        return RemoteError(f"{what}: {err.reason}")
+    if isinstance(err, asyncssh.HostKeyNotVerifiable):
+        return RemoteError(f"{what}: the server's host certificate is not from this cluster's "
+                           "CA (or not for this host name); check the address, or rejoin")
+    if isinstance(err, asyncssh.PermissionDenied):
+        return RemoteError(f"{what}: our certificate was refused; is it signed by this "
+                           "cluster's CA and still valid? (`geryon join` gets a new one)")
+    if isinstance(err, (ConnectionRefusedError,)):
+        return RemoteError(f"{what}: connection refused; is the server running there?")
+    if isinstance(err, (OSError, asyncssh.Error, asyncio.TimeoutError)):
+        return RemoteError(f"{what}: {err.__class__.__name__}: {err}".rstrip(": "))
+    return RemoteError(f"{what}: {err}")
+
+
+class Client:
+    """An authenticated SSH connection to one server, with helpers for its tree."""
+
+    def __init__(self, conn, address: dial.Address):
+        self.conn = conn
+        self.address = address
+        self._main = None
+
+    @classmethod
+    async def connect(cls, address, identity: Identity | None = None, *, keepalive=1.0,
+                      timeout=10.0, **options) -> "Client":
+        """Dial a server with our certificate (or the given asyncssh options)."""
+        addr = dial.parse(address) if isinstance(address, str) else address
+        if addr.any_host:
+            raise RemoteError(f"cannot dial {addr}: '*' means any local address; name a host")
+        if not options:
+            options = (identity or Identity.load()).client_options(keepalive)
+        try:
+            conn = await asyncio.wait_for(
+                asyncssh.connect(addr.host, addr.port, **options), timeout)
+        except Exception as err:
+            raise explain(err, f"dial {addr}") from None
+        return cls(conn, addr)
+
+    @property
+    def local_host(self) -> str:
+        """Our address as the server sees us (the name to register services under)."""
+        return self.conn.get_extra_info("sockname")[0]
+
+    async def session(self):
+        """A new SFTP session on this connection (for a file whose reads wait)."""
+        try:
+            return await self.conn.start_sftp_client()
+        except Exception as err:
+            raise explain(err, f"{self.address}: start sftp") from None
+
+    async def main(self):
+        if self._main is None:
+            self._main = await self.session()
+        return self._main
+
+    async def open(self, path: str, mode: str = "r", *, wait: bool = False) -> "RemoteFile":
+        """Open a file; wait=True gives it a session of its own."""
+        sftp = await self.session() if wait else await self.main()
+        try:
+            f = await sftp.open(path, mode + "b" if "b" not in mode else mode)
+        except Exception as err:
+            if wait:
+                sftp.exit()
+            raise explain(err, f"{self.address}: open {path}") from None
+        return RemoteFile(f, path, self.address, sftp if wait else None)
+
+    async def read(self, path: str) -> bytes:
+        """The whole content of a file."""
+        f = await self.open(path, "r")
+        try:
+            return await f.read_all()
+        finally:
+            await f.close()
+
+    async def write(self, path: str, data: bytes | str, *, read_back: bool = False):
+        """Open a file, write data as one message, and (optionally) read the answer."""
+        f = await self.open(path, "r+" if read_back else "w")
+        try:
+            await f.write(data)
+            if not read_back:
+                return None
+            f.offset = 0  # the answer replaces the file's content: read it from the start
+            return await f.read_all()
+        finally:
+            await f.close()
+
+    async def ls(self, path: str = "/") -> list[str]:
+        sftp = await self.main()
+        try:
+            return sorted(n for n in await sftp.listdir(path) if n not in (".", ".."))
+        except Exception as err:
+            raise explain(err, f"{self.address}: ls {path}") from None
+
+    async def exists(self, path: str) -> bool:
+        sftp = await self.main()
+        try:
+            return await sftp.exists(path)
+        except Exception as err:
+            raise explain(err, f"{self.address}: stat {path}") from None
+
+    async def close(self) -> None:
+        self.conn.close()
+        try:
+            await self.conn.wait_closed()
+        except Exception as err:  # closing a broken connection may itself fail; say so
+            log.debug("closing %s: %s", self.address, err)
+
+    async def wait_closed(self) -> None:
+        await self.conn.wait_closed()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class RemoteFile:
+    """An open file on a server, read and written in order."""
+
+    def __init__(self, f, path, address, own_session=None):
+        self.f = f
+        self.path = path
+        self.address = address
+        self.own_session = own_session
+        self.offset = 0
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        """The next bytes (one message, for files that give messages); b'' at the end."""
+        try:
+            data = await self.f.read(size, self.offset)
+        except Exception as err:
+            raise explain(err, f"{self.address}: read {self.path}") from None
+        self.offset += len(data)
+        return data
+
+    async def read_all(self) -> bytes:
+        parts = []
+        while data := await self.read():
+            parts.append(data)
+        return b"".join(parts)
+
+    async def write(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            await self.f.write(data, self.offset)
+        except Exception as err:
+            raise explain(err, f"{self.address}: write {self.path}") from None
+        self.offset += len(data)
+
+    async def close(self) -> None:
+        try:
+            await self.f.close()
+        except Exception as err:  # the connection may be gone already; nothing to undo
+            log.debug("close %s: %s", self.path, err)
+        if self.own_session is not None:
+            self.own_session.exit()

@@ -1,0 +1,81 @@
+"""Enrolment: how a new machine gets its certificates with a one-time token.
+
+The CA machine's registry serves, to the user `join` authenticated by a token (as SSH
+password), a tree with one file, `join`.  The joiner writes
+
+    name NAME
+    userkey <openssh public key>
+    hostkey <openssh public key>
+    hostnames NAME ...
+
+and reads back `ca <key>`, `usercert <cert>`, `hostcert <cert>` and `roles ...` lines.
+The joiner checks the server's host certificate against the CA key inside the token before
+it sends the token, so a token is never given to an impostor.
+"""
+
+import asyncssh
+
+from geryon import quote
+from geryon.ns.ca import CAError, CertificateAuthority, check_name, parse_token
+from geryon.ns.tree import File, NsError, StaticDir, TextHandle
+
+
+class Enrolment:
+    """Checks tokens and signs the joiner's keys; lives beside a CA."""
+
+    def __init__(self, ca: CertificateAuthority):
+        self.ca = ca
+
+    def redeem(self, password: str) -> tuple[str, ...] | None:
+        """The roles a token grants (using it up), or None if it is no good."""
+        try:
+            secret, ca_key = parse_token(password)
+            if ca_key != self.ca.public_key():
+                return None
+            return tuple(self.ca.redeem_token(secret, "join"))
+        except CAError:
+            return None
+
+    def tree(self, caller) -> StaticDir:
+        return StaticDir({"join": JoinFile(self)})
+
+    def sign(self, request: bytes, roles: list[str], peer: str) -> bytes:
+        fields = {}
+        for line in request.decode("utf-8", "replace").splitlines():
+            words = quote.split(line)
+            if words:
+                fields[words[0]] = words[1:]
+        try:
+            name = check_name((fields.get("name") or [""])[0])
+            user_key = asyncssh.import_public_key(" ".join(fields["userkey"]))
+            host_key = asyncssh.import_public_key(" ".join(fields["hostkey"]))
+        except (KeyError, ValueError, asyncssh.KeyImportError, CAError) as err:
+            raise NsError(f"join request is malformed ({err}); it needs name, userkey, "
+                          "hostkey and hostnames lines") from None
+        hosts = list(dict.fromkeys([*fields.get("hostnames", []), peer]))
+        user_cert = self.ca.sign_user(user_key, name, roles)
+        host_cert = self.ca.sign_host(host_key, hosts)
+        lines = [
+            "ca " + self.ca.public_key().export_public_key().decode().strip(),
+            "usercert " + user_cert.export_certificate().decode().strip(),
+            "hostcert " + host_cert.export_certificate().decode().strip(),
+            "roles " + quote.join(roles),
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+
+class JoinFile(File):
+    writers = readers = frozenset()
+
+    def __init__(self, enrolment: Enrolment):
+        self.enrolment = enrolment
+
+    def check(self, caller, write, what):
+        pass  # the password (token) was the check
+
+    async def open(self, caller, read, write):
+        roles, caller.grant = list(caller.grant), ()
+        if not roles:
+            raise NsError("join: this connection's token has been used; ask for a new one")
+        return TextHandle(b"", on_write=lambda data: self.enrolment.sign(data, roles,
+                                                                           caller.peer))

@@ -1,0 +1,104 @@
+"""grid/register and grid/reglisten: run a server and keep it registered while it runs."""
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+
+from geryon import dial
+from geryon.config import Config
+from geryon.errors import GeryonError
+from geryon.registry.client import Registrar
+
+log = logging.getLogger("geryon.registry")
+
+
+def die_with_parent() -> None:
+    """In a child: be sent SIGTERM when the process that started us dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def free_port(host: str = "") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+async def accepting(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def start(command: list[str], **kwargs):
+    try:
+        return await asyncio.create_subprocess_exec(*command, preexec_fn=die_with_parent,
+                                                    **kwargs)
+    except OSError as err:
+        raise GeryonError(f"cannot run {command[0]}: {err.strerror}") from None
+
+
+async def register_command(command: list[str], attrs: dict, registry: str = "") -> int:
+    """Run command on a free port; register it once it listens; return its exit status."""
+    port = free_port()
+    argv = [arg.replace("{port}", str(port)) for arg in command]
+    registrar = Registrar(Config.load(registry=registry))
+    await registrar.connect()
+    name = f"tcp!{registrar.local_host}!{port}"
+    proc = await start(argv, env={**os.environ, "GERYON_PORT": str(port)})
+    keeper = None
+    try:
+        exited = asyncio.ensure_future(proc.wait())
+        while not exited.done() and not await accepting(port):
+            await asyncio.sleep(0.1)
+        if not exited.done():
+            await registrar.add(name, attrs)
+            keeper = asyncio.ensure_future(registrar.run())
+            log.info("registered %s", name)
+        return await exited
+    except asyncio.CancelledError:
+        proc.terminate()
+        return await proc.wait()
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+        await registrar.close()
+
+
+async def reglisten_command(address: str, command: list[str], attrs: dict,
+                            registry: str = "") -> int:
+    """Listen on address, run command per connection (stdin/stdout = the connection)."""
+    addr = dial.parse(address)
+    listener = socket.create_server((addr.bind_host(), addr.port), reuse_port=False)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    registrar = Registrar(Config.load(registry=registry))
+    await registrar.connect()
+    host = addr.host if not addr.any_host else registrar.local_host
+    await registrar.add(f"tcp!{host}!{port}", attrs)
+    keeper = asyncio.ensure_future(registrar.run())
+    loop = asyncio.get_running_loop()
+    children = set()
+    try:
+        while True:
+            conn, peer = await loop.sock_accept(listener)
+            with conn:
+                proc = await start(command, stdin=conn.fileno(), stdout=conn.fileno(),
+                                   env={**os.environ, "GERYON_PEER": f"tcp!{peer[0]}!{peer[1]}"})
+            children.add(proc)
+            task = asyncio.ensure_future(proc.wait())
+            task.add_done_callback(lambda _, p=proc: children.discard(p))
+    finally:
+        keeper.cancel()
+        listener.close()
+        for proc in children:
+            proc.terminate()
+        await registrar.close()

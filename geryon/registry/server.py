@@ -1,0 +1,50 @@
+"""The registry service: the registry tree served over SSH, persistent entries on disk,
+enrolment of new machines when the CA lives here, and an mDNS announcement if asked."""
+
+import logging
+from pathlib import Path
+
+from geryon import dial
+from geryon.ns.ca import CertificateAuthority, Identity
+from geryon.ns.enrol import Enrolment
+from geryon.ns.server import Server
+from geryon.registry.core import Registry
+from geryon.registry.store import Store
+from geryon.registry.tree import RegistryTree
+
+log = logging.getLogger("geryon.registry")
+
+
+class RegistryServer:
+    """A running registry."""
+
+    def __init__(self, state: Path, identity: Identity, *, ca: CertificateAuthority | None = None,
+                 keepalive: float = 1.0, mdns_interface: str = ""):
+        self.registry = Registry()
+        self.store = Store(Path(state))
+        restored = self.store.load(self.registry)
+        log.info("registry: %d persistent entries restored from %s", restored, self.store.path)
+        self.tree = RegistryTree(self.registry, self.store)
+        enrolment = Enrolment(ca) if ca is not None and ca.exists() else None
+        self.server = Server(self.tree, identity, keepalive=keepalive, enrolment=enrolment)
+        self.mdns_interface = mdns_interface
+        self.announcer = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self, address="tcp!*!registry") -> "RegistryServer":
+        addr = dial.parse(address, "registry") if isinstance(address, str) else address
+        await self.server.start(addr)
+        if self.mdns_interface:
+            from geryon.registry.mdns import Announcer
+            self.announcer = Announcer(self.mdns_interface, self.port)
+            await self.announcer.start()
+        return self
+
+    async def close(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.close()
+        await self.server.close()
+        self.store.close()
