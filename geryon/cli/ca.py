@@ -38,7 +38,10 @@ def init(name, roles, hosts):
     Example:
       geryon ca init --name admin
     """
+    from geryon.ns.ca import check_name, check_roles
     config = Config.load(name=name)
+    check_name(config.identity)
+    check_roles(role_list(roles))
     authority = CertificateAuthority.at()
     authority.init()
     init_local(authority, Identity.load(), config.identity, role_list(roles),

@@ -85,7 +85,9 @@ class Client:
         """Open a file; wait=True gives it a session of its own."""
         sftp = await self.session() if wait else await self.main()
         try:
-            f = await sftp.open(path, mode + "b" if "b" not in mode else mode)
+            # block_size=0: one read or write is one request, so a message is never split
+            # and a read of a message file never waits on a second message.
+            f = await sftp.open(path, mode + "b" if "b" not in mode else mode, block_size=0)
         except Exception as err:
             if wait:
                 sftp.exit()

@@ -36,8 +36,8 @@ class Enrolment:
         except CAError:
             return None
 
-    def tree(self, caller) -> StaticDir:
-        return StaticDir({"join": JoinFile(self)})
+    def tree(self, caller) -> "EnrolmentDir":
+        return EnrolmentDir({"join": JoinFile(self)})
 
     def sign(self, request: bytes, roles: list[str], peer: str) -> bytes:
         fields = {}
@@ -62,6 +62,13 @@ class Enrolment:
             "roles " + quote.join(roles),
         ]
         return ("\n".join(lines) + "\n").encode()
+
+
+class EnrolmentDir(StaticDir):
+    """The whole tree a `join` connection sees; the token was its permission."""
+
+    def check(self, caller, write, what):
+        pass
 
 
 class JoinFile(File):

@@ -83,7 +83,7 @@ class Server:
     def _sftp(self, chan):
         caller = self._caller(chan)
         if caller.identity == JOIN_USER and not caller.roles:
-            return TreeSFTPServer(chan, self.enrolment.tree(), caller)
+            return TreeSFTPServer(chan, self.enrolment.tree(caller), caller)
         return TreeSFTPServer(chan, self.root, caller)
 
     async def _process(self, process):

@@ -46,28 +46,30 @@ class NewHandle(Handle):
             self.tree.registry.remove(name)
 
 
-class NewFile(File):
+class RegistryFile(File):
+    """A file of the registry tree: it works on the tree's registry."""
+
+    def __init__(self, tree: "RegistryTree"):
+        self.tree = tree
+
+
+class NewFile(RegistryFile):
     writers = REGISTRANTS
 
     async def open(self, caller, read, write):
         return NewHandle(self.tree, caller)
 
-    def __init__(self, tree):
-        self.tree = tree
 
+class FindFile(RegistryFile):
+    writers = ANYONE
 
-class FindFile(File):
     async def open(self, caller, read, write):
         registry = self.tree.registry
         return TextHandle(registry.index(),
                           on_write=lambda data: registry.text(registry.find(data)))
 
-    def __init__(self, tree):
-        self.tree = tree
-        self.writers = ANYONE
 
-
-class EventFile(File):
+class EventFile(RegistryFile):
     async def open(self, caller, read, write):
         seen = self.tree.registry.seq
 
@@ -84,13 +86,13 @@ class EventFile(File):
         return MessageHandle(caller, next_message)
 
 
-class ServiceFile(File):
+class ServiceFile(RegistryFile):
     """One service's line; its owner may write pairs to it."""
 
     writers = ANYONE  # ownership, not role, decides (checked by Registry.update)
 
     def __init__(self, tree, name):
-        self.tree = tree
+        super().__init__(tree)
         self.name = name
 
     def size(self, caller):
@@ -111,6 +113,8 @@ class ServiceFile(File):
 
 class RegistryTree(Dir):
     """The registry's root directory."""
+
+    writers = ANYONE  # removing an entry: ownership decides (Registry.remove)
 
     def __init__(self, registry: Registry, store: Store | None = None):
         self.registry = registry

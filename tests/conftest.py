@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import support  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A fresh cluster CA and this machine's admin certificates, in a GERYON_HOME."""
+    return support.make_home(tmp_path / "admin")
+
+
+@pytest.fixture
+def registry(home):
+    """A real registry process on a loopback port."""
+    proc = support.start_registry(home)
+    yield proc
+    proc.stop()

@@ -1,0 +1,214 @@
+"""The registry as a real process, used by the real command, OpenSSH and our client."""
+
+import asyncio
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support import GERYON, Process, geryon, make_home, member_home, ssh_options, \
+    start_registry, wait_for
+
+
+def sftp(home, port, user, commands, key_home=None):
+    opts = ssh_options(key_home or home)
+    return subprocess.run(["sftp", *opts, "-P", str(port), "-b", "-", f"{user}@127.0.0.1"],
+                          input=commands, capture_output=True, text=True, timeout=30)
+
+
+def regquery(home, registry, *args):
+    return geryon(home, "regquery", "-R", registry.address, *args, check=True).stdout
+
+
+def test_openssh_sftp_lists_registry_and_reads_index(home, registry, tmp_path):
+    geryon(home, "regquery", "-R", registry.address, check=True)
+    hold = Process(home, ["register", "-R", registry.address, "-a", "svc", "echo", "--",
+                          "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
+    try:
+        wait_for(lambda: "svc echo" in regquery(home, registry), what="registration")
+        out = tmp_path / "index.txt"
+        result = sftp(home, registry.port, "admin-1", f"ls\nget index {out}\n")
+        assert result.returncode == 0, result.stderr
+        for name in ("new", "index", "find", "event"):
+            assert name in result.stdout
+        assert out.read_text() == regquery(home, registry)
+        assert "svc echo" in out.read_text()
+    finally:
+        hold.stop()
+
+
+def test_openssh_with_own_key_or_other_ca_is_refused(home, registry, tmp_path):
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stray / "id_ed25519")],
+                   check=True)
+    (stray / "known_hosts").write_text((home / "known_hosts").read_text())
+    result = sftp(home, registry.port, "admin-1", "ls\n", key_home=stray)
+    assert result.returncode != 0
+    assert "Permission denied" in result.stderr
+
+    other = make_home(tmp_path / "other")  # a certificate from another CA, same name
+    own_trust = (other / "known_hosts").read_text()
+    (other / "known_hosts").write_text((home / "known_hosts").read_text())
+    result = sftp(home, registry.port, "admin-1", "ls\n", key_home=other)
+    assert result.returncode != 0
+    assert "Permission denied" in result.stderr
+    (other / "known_hosts").write_text(own_trust)
+
+    # and our client will not talk to a server whose host certificate is from another CA
+    result = geryon(other, "regquery", "-R", registry.address)
+    assert result.returncode == 1
+    assert "not from this cluster's CA" in result.stderr
+
+
+def test_sigkilled_holder_is_dropped_within_5s(home, registry):
+    hold = Process(home, ["register", "-R", registry.address, "-a", "svc", "doomed", "--",
+                          "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
+    wait_for(lambda: "doomed" in regquery(home, registry), what="registration")
+    hold.kill(signal.SIGKILL)
+    start = time.monotonic()
+    wait_for(lambda: "doomed" not in regquery(home, registry), timeout=5, interval=0.2,
+             what="the entry to go")
+    assert time.monotonic() - start < 5
+
+
+def test_persistent_entry_survives_sigkill_and_live_ones_come_back(home, tmp_path):
+    registry = start_registry(home)
+    address = registry.address
+    geryon(home, "regquery", "-R", address, check=True)
+    # a shell-style registration: open new, write, close -- kept because persist 1
+    asyncio.run(write_new(home, address, "d0.mbox host h0 persist 1 addr tcp!h0!1"))
+    hold = Process(home, ["register", "-R", address, "-a", "svc", "live", "--",
+                          "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
+    try:
+        wait_for(lambda: "svc live" in regquery(home, registry), what="live registration")
+        registry.kill(signal.SIGKILL)
+        registry.start()  # same port, same state directory
+        restarted = time.monotonic()
+        assert "d0.mbox host h0 persist 1 addr tcp!h0!1" in regquery(home, registry)
+        wait_for(lambda: "svc live" in regquery(home, registry), timeout=5, interval=0.2,
+                 what="the holder to register again")
+        assert time.monotonic() - restarted < 5
+    finally:
+        hold.stop()
+        registry.stop()
+
+
+async def write_new(home, address, line):
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client
+    client = await Client.connect(address, Identity(home))
+    try:
+        await client.write("/new", line)
+    finally:
+        await client.close()
+
+
+async def session(home, address, work):
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client
+    client = await Client.connect(address, Identity(home))
+    try:
+        return await work(client)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("path,data,error", [
+    ("/new", "bad\x01name a b", "bad character in service name"),
+    ("/new", "find a b", "bad service name"),
+    ("/new", "svc odd", "odd attribute/value pairs"),
+    ("/new", "taken x y", "duplicate service name"),
+    ("/find", "just-one", "odd attribute/value pairs"),
+    ("/taken", "x z", "permission denied"),
+])
+def test_each_error_over_the_wire_and_the_server_keeps_serving(home, registry, tmp_path,
+                                                               path, data, error):
+    from geryon.ns.client import RemoteError
+    other = member_home(home, tmp_path / "bob", "bob", "worker,cpu")
+    asyncio.run(write_new(home, registry.address, "taken x y persist 1"))
+
+    async def attempt(client):
+        with pytest.raises(RemoteError, match=error):
+            await client.write(path, data, read_back=True)
+        return await client.read("/index")
+
+    index = asyncio.run(session(other, registry.address, attempt))
+    assert index == b"taken x y persist 1\n"
+    assert regquery(home, registry) == "taken x y persist 1\n"
+
+
+def test_owner_updates_and_removes_others_cannot(home, registry, tmp_path):
+    from geryon.ns.client import RemoteError
+    bob = member_home(home, tmp_path / "bob", "bob", "worker")
+    asyncio.run(write_new(bob, registry.address, "bobs x 1 persist 1"))
+
+    async def as_bob(client):
+        await client.write("/bobs", "x 2 y 3")
+        return await client.read("/bobs")
+
+    assert asyncio.run(session(bob, registry.address, as_bob)) == b"bobs x 2 persist 1 y 3\n"
+    carol = member_home(home, tmp_path / "carol", "carol", "worker")
+
+    async def as_carol(client):
+        with pytest.raises(RemoteError, match="permission denied"):
+            await client.write("/bobs", "x 9")
+        sftp = await client.main()
+        with pytest.raises(Exception, match="permission denied"):
+            await sftp.remove("/bobs")
+
+    asyncio.run(session(carol, registry.address, as_carol))
+
+    async def remove(client):
+        await (await client.main()).remove("/bobs")
+
+    asyncio.run(session(bob, registry.address, remove))
+    assert regquery(home, registry) == ""
+
+
+def test_monitor_role_cannot_register(home, registry, tmp_path):
+    watcher = member_home(home, tmp_path / "mon", "mon", "monitor")
+    result = geryon(watcher, "register", "-R", registry.address, "--", "true")
+    # `true` never listens, so nothing is registered; use the client directly instead
+    from geryon.ns.client import RemoteError
+
+    async def attempt(client):
+        with pytest.raises(RemoteError, match="permission denied; write needs role"):
+            await client.write("/new", "x a b")
+
+    asyncio.run(session(watcher, registry.address, attempt))
+    assert result.returncode == 0
+
+
+def test_regwatch_prints_each_change(home, registry):
+    watch = subprocess.Popen([GERYON, "regwatch", "-R", registry.address, "--count", "3"],
+                             env={"GERYON_HOME": str(home), "PATH": "/usr/bin:/bin"},
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # let it open `event` first
+
+    async def changes(client):
+        f = await client.open("/new", "w")
+        await f.write("w1 svc x")
+        await f.write("load 3")
+        await f.close()
+
+    asyncio.run(session(home, registry.address, changes))
+    out, _ = watch.communicate(timeout=20)
+    assert out.splitlines() == ["1 add w1 svc x", "2 update w1 svc x load 3", "3 remove w1"]
+
+
+def test_join_with_a_token(home, registry, tmp_path):
+    token = geryon(home, "ca", "token", "--roles", "worker,cpu", check=True).stdout.strip()
+    node = tmp_path / "node"
+    joined = geryon(node, "join", token, registry.address, "--name", "node7", check=True)
+    assert "as node7 with roles worker, cpu" in joined.stdout
+    # after joining, no flags are needed
+    assert geryon(node, "regquery", check=True).returncode == 0
+    # the token works once
+    again = geryon(tmp_path / "node2", "join", token, registry.address)
+    assert again.returncode == 1
+    assert "refused" in again.stderr
+    # the joined node's certificate works with OpenSSH, as node7
+    result = sftp(node, registry.port, "node7", "ls\n")
+    assert result.returncode == 0, result.stderr
