@@ -29,13 +29,16 @@ def free_port(host: str = "") -> int:
         return s.getsockname()[1]
 
 
-async def accepting(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    return True
+async def accepting(host: str, port: int) -> bool:
+    """Whether something listens on the port (at the host, or on loopback)."""
+    for address in dict.fromkeys([host, "127.0.0.1"]):
+        try:
+            _, writer = await asyncio.open_connection(address, port)
+        except OSError:
+            continue
+        writer.close()
+        return True
+    return False
 
 
 async def start(command: list[str], **kwargs):
@@ -57,7 +60,7 @@ async def register_command(command: list[str], attrs: dict, registry: str = "") 
     keeper = None
     try:
         exited = asyncio.ensure_future(proc.wait())
-        while not exited.done() and not await accepting(port):
+        while not exited.done() and not await accepting(registrar.local_host, port):
             await asyncio.sleep(0.1)
         if not exited.done():
             await registrar.add(name, attrs)

@@ -1,0 +1,3 @@
+from geryon.cli import main
+
+main()

@@ -1,0 +1,27 @@
+"""`geryon demo`: a whole cluster on this machine, showing what it does."""
+
+import click
+
+from geryon.cli import CONTEXT_SETTINGS
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--keep", is_flag=True, help="keep the cluster running until Ctrl-C")
+@click.option("--dir", "directory", default="", help="work here instead of a temporary directory")
+def demo(keep, directory):
+    """Start a whole cluster on loopback, show it working, and clean up.
+
+    Makes a certificate authority, starts a registry, registers services the ways
+    Inferno's grid did (register, reglisten, a persistent shell-style entry), and shows
+    them with regquery, with OpenSSH's sftp and as they come and go.
+
+    \b
+    Example:
+      geryon demo
+      geryon demo --keep      # then try the printed commands in another shell
+    """
+    from geryon.demo import Demo
+    with Demo(directory, echo=click.echo) as cluster:
+        cluster.run()
+        if keep:
+            cluster.wait()
