@@ -132,9 +132,12 @@ class Chunk:
         damages = [d for d in (replay_damage, found.damage) if d is not None]
         inside = [d for d in damages if d.inside]
         if inside and not salvage:
+            damage = inside[0]
+            follows = (f", and a sound record follows at offset {damage.next_sound}"
+                       if damage.next_sound > damage.offset else "")
             raise ChunkCorrupt(
-                f"chunk {self.path}: {inside[0]}, and a sound record follows at offset "
-                f"{inside[0].next_sound}: the chunk is damaged inside, not torn at its end. "
+                f"chunk {self.path}: {damage}{follows}; the chunk is damaged inside, not torn "
+                "at its end. "
                 f"`geryon chunk fsck --repair {self.path}` cuts it at offset "
                 f"{min(d.offset for d in damages)}, losing what follows; or copy the chunk "
                 "from a replica")
@@ -355,8 +358,11 @@ class Chunk:
 
     def _append(self, records, what, commit=False):
         # The records are encoded where they will lie, written in full, fsynced, and only
-        # then applied to the tree; a failed write is truncated away.
-        if self._group is not None and self._end == self._group[1]:
+        # then applied to the tree; a failed write is truncated away. Several records for
+        # one change (a file and its new parents) are a group, so a crash cannot leave half.
+        if self._group is None and len(records) > 1:
+            records = [(Kind.BEGIN, ROOT, {}), *records, (Kind.COMMIT, ROOT, {})]
+        elif self._group is not None and self._end == self._group[1]:
             records = [(Kind.BEGIN, ROOT, {}), *records]
         start = offset = self._end
         pieces = []

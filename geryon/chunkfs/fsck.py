@@ -31,13 +31,20 @@ class FsckReport:
         return not self.problems
 
     def __str__(self):
-        state = "sound" if self.ok else f"{len(self.problems)} problem(s)"
-        lines = [f"chunk {self.chunk}: {state}; {self.records} records, {self.files} files, "
-                 f"{self.dirs} directories; {format_size(self.used)} used of "
+        state = "sound" if self.ok else _count(len(self.problems), "problem")
+        lines = [f"chunk {self.chunk}: {state}; {_count(self.records, 'record')}, "
+                 f"{_count(self.files, 'file')}, {_count(self.dirs, 'directory')}; "
+                 f"{format_size(self.used)} used of "
                  f"{format_size(self.capacity)}, {format_size(self.used - self.live)} "
                  "reclaimable by compaction"]
         lines += [f"chunk {self.chunk}: {problem}" for problem in self.problems]
         return "\n".join(lines)
+
+
+def _count(number, noun):
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
 
 
 def check(chunk, buf, tree, decompressor):

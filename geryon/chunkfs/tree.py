@@ -77,13 +77,13 @@ class Tree:
     def place(self, path):
         """Return the Place of the file at `path`."""
         if self.stat(path).is_dir:
-            raise ChunkPathError(f"{path!r} is a directory, not a file", errno.EISDIR)
+            raise ChunkPathError(f"{_shown(path)} is a directory, not a file", errno.EISDIR)
         return self._places[path]
 
     def listdir(self, path):
         """Return the entries in directory `path`, sorted by name."""
         if not self.stat(path).is_dir:
-            raise ChunkPathError(f"{path!r} is a file, not a directory", errno.ENOTDIR)
+            raise ChunkPathError(f"{_shown(path)} is a file, not a directory", errno.ENOTDIR)
         return [self._entries[join(path, name)] for name in sorted(self._children[path])]
 
     def walk(self, top=ROOT):
@@ -167,6 +167,10 @@ class Tree:
                       places[entry.path])
 
 
+def _shown(path):
+    return repr(path or ".")  # the root's canonical name is '', which reads as nothing
+
+
 def _missing(path):
     return ChunkPathError(f"{path!r} does not exist", errno.ENOENT)
 
@@ -224,7 +228,7 @@ def _check_rename(tree, record):
                              "that is not empty", errno.ENOTEMPTY)
 
 
-def _check_nothing(tree, record):
+def _nothing(tree, record):
     pass
 
 
@@ -234,8 +238,8 @@ _CHECKS = {
     Kind.REMOVE: _check_exists,
     Kind.RENAME: _check_rename,
     Kind.ATTR: _check_exists,
-    Kind.BEGIN: _check_nothing,
-    Kind.COMMIT: _check_nothing,
+    Kind.BEGIN: _nothing,
+    Kind.COMMIT: _nothing,
 }
 
 
@@ -264,8 +268,8 @@ _APPLY = {
     Kind.REMOVE: lambda tree, r: tree._remove(r.path),
     Kind.RENAME: _apply_rename,
     Kind.ATTR: _apply_attr,
-    Kind.BEGIN: _check_nothing,
-    Kind.COMMIT: _check_nothing,
+    Kind.BEGIN: _nothing,
+    Kind.COMMIT: _nothing,
 }
 
 

@@ -149,7 +149,7 @@ def _put_tree(disk, local, path):
         target = f"{path}/{item.name}" if path else item.name
         if item.is_dir(follow_symlinks=False):
             _put_tree(disk, item.path, target)
-        elif item.is_file():
+        elif item.is_file(follow_symlinks=False):
             _put_file(disk, item.path, target)
         else:
             click.echo(f"geryon: skipped {item.path}: not a regular file or directory",
@@ -183,13 +183,17 @@ def get(file, path, local):
             return
         entries = [entry, *(disk.walk(entry.path) if entry.is_dir else ())]
         for inner in entries:
-            _get_entry(disk, inner, os.path.join(local, inner.path[len(entry.path) + 1:]))
+            _get_entry(disk, inner, _local_path(local, entry, inner))
         # Directories get their modes and times last: making what they hold changes their
         # mtime, and a read-only mode would stop it being made.
         for inner in reversed(entries):
             if inner.is_dir:
-                _get_entry(disk, inner, os.path.join(local, inner.path[len(entry.path) + 1:]),
-                           finish=True)
+                _get_entry(disk, inner, _local_path(local, entry, inner), finish=True)
+
+
+def _local_path(local, top, inner):
+    relative = inner.path[len(top.path):].lstrip("/")
+    return os.path.join(local, relative) if relative else local
 
 
 def _get_entry(disk, entry, local, finish=False):
