@@ -453,7 +453,7 @@ class Chunk:
         return freed
 
     def fsck(self):
-        """Check every record and every file's data against the file as it is; return an FsckReport."""
+        """Check every record and every file's data as the file is now; return an FsckReport."""
         report = fsck.check(self.path, self._read_file(), self._tree, self._decompressor)
         report.repair = self.repair
         return report
