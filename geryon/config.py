@@ -27,6 +27,7 @@ DEFAULTS = {
     "mdns": ("off", "find the registry by mDNS when no address is set: on or off"),
     "mdns_interface": ("", "address of the interface mDNS may use (required when mdns is on)"),
     "keepalive": ("1", "seconds between SSH keepalives; a peer is dead after 3 missed"),
+    "ndb": ("", "the cluster's ndb file naming disks (default: $GERYON_HOME/ndb/cluster)"),
 }
 BOOLEANS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
             "yes": True, "no": False}
@@ -47,6 +48,7 @@ class Config:
     mdns: str = "off"
     mdns_interface: str = ""
     keepalive: str = "1"
+    ndb: str = ""
 
     @classmethod
     def load(cls, **overrides) -> "Config":
@@ -88,6 +90,10 @@ class Config:
         except ValueError:
             raise ConfigError(f"keepalive is {self.keepalive!r}; use a positive number "
                               "of seconds") from None
+
+    @property
+    def ndb_path(self) -> Path:
+        return Path(self.ndb) if self.ndb else home() / "ndb" / "cluster"
 
     @property
     def use_mdns(self) -> bool:

@@ -20,3 +20,10 @@ def registry(home):
     proc = support.start_registry(home)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Whatever a test started is gone after it, even when the test failed half way."""
+    yield
+    support.Process.kill_all()

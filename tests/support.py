@@ -66,7 +66,12 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
 
 
 class Process:
-    """A Geryon daemon started as a real process, with its log and its port."""
+    """A Geryon daemon started as a real process, with its log and its port.
+
+    Every one started is remembered, so that a test that fails half way still leaves
+    nothing running (see conftest.py)."""
+
+    running: set = set()
 
     def __init__(self, home: Path, args: list, port_file: Path | None = None, prefix=(),
                  **extra_env):
@@ -84,6 +89,7 @@ class Process:
         self.proc = subprocess.Popen([*self.prefix, GERYON, *self.args], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        Process.running.add(self)
         if self.port_file is not None:
             wait_for(lambda: self.port_file.exists() and self.port_file.read_text().strip()
                      or self.proc.poll() is not None, 20, what=f"{self.args[0]} to start")
@@ -102,12 +108,28 @@ class Process:
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        self.proc.wait(10)
-        self.log.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"{self.args[0]} did not stop within 10 s of signal {sig}")
+        finally:
+            self.log.close()
+            Process.running.discard(self)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
+
+    @classmethod
+    def kill_all(cls):
+        for proc in list(cls.running):
+            if proc.proc.poll() is None:
+                proc.proc.kill()
+                proc.proc.wait(10)
+            proc.log.close()
+        cls.running.clear()
 
 
 def start_registry(home: Path, host="127.0.0.1", prefix=(), extra=(), port=0) -> Process:
@@ -126,3 +148,37 @@ def ssh_options(home: Path) -> list[str]:
             "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
             "-i", str(home / "id_ed25519"),
             "-o", f"CertificateFile={home / 'id_ed25519-cert.pub'}"]
+
+
+def start_node(home: Path, registry: str, chunks: Path, name: str, new_chunks: int = 0,
+               chunk_size: str = "1M", prefix=(), expect: int | None = None) -> Process:
+    """A `geryon node` serving the chunks in a directory; returns once they are registered."""
+    args = ["node", "-R", registry, "--chunks", str(chunks), "--name", name]
+    if new_chunks:
+        args += ["--new-chunks", str(new_chunks), "--chunk-size", chunk_size]
+    proc = Process(home, args, prefix=prefix)
+    want = expect if expect is not None else new_chunks
+
+    def registered():
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"node {name} exited:\n{proc.output()}")
+        out = subprocess.run([*prefix, GERYON, "regquery", "-R", registry, "-n", "host", name,
+                              "resource", "kfs"], env=env_for(home), capture_output=True,
+                             text=True, timeout=30).stdout
+        return len(out.split()) >= want
+
+    wait_for(registered, 20, 0.2, what=f"node {name}'s chunks to register")
+    return proc
+
+
+def make_corpus(path: Path, files: int = 60, words: int = 3000, seed: int = 1) -> Path:
+    """Text files of words under path/a/b, different for every file."""
+    import random
+    rng = random.Random(seed)
+    vocabulary = [f"{w}{i}" for w in ("alpha", "beta", "gamma", "delta", "mail", "the")
+                  for i in range(300)]
+    for i in range(files):
+        target = path / ("inbox" if i % 2 else "sent") / f"{i // 10}" / f"m{i}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(" ".join(rng.choice(vocabulary) for _ in range(words)) + "\n")
+    return path

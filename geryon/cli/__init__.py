@@ -22,6 +22,13 @@ COMMANDS = {
     "regquery": ("registry", "regquery", "Print the registered services that match."),
     "regwatch": ("registry", "regwatch", "Print one line per change in the registry."),
     "chunk": ("chunk", "chunk", "Make and inspect chunk files (64 MiB disks)."),
+    "node": ("disks", "node", "Serve this machine's chunk disks (and register them)."),
+    "refresh": ("disks", "refresh", "Put the disks named in ndb/cluster into the registry."),
+    "load": ("disks", "load", "Split local files across new disks of an application."),
+    "disks": ("disks", "disks", "List the cluster's disks with node, fill and state."),
+    "ls": ("disks", "ls", "List a directory of a disk: geryon ls d0.mbox:dir"),
+    "cat": ("disks", "cat", "Print files of a disk: geryon cat d0.mbox:path"),
+    "get": ("disks", "get", "Copy files (or a whole disk) from a disk to here."),
     "ndb": ("ndb", "ndb", "Query ndb (attrdb) files such as ndb/cluster."),
     "demo": ("demo", "demo", "Start a whole cluster on this machine and show it working."),
 }

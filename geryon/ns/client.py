@@ -180,9 +180,14 @@ class RemoteFile:
         self.offset += len(data)
 
     async def close(self) -> None:
+        """Close the file; a server that refuses the close (a disk file that did not fit,
+        say) raises RemoteError, since what was written did not take."""
         try:
             await self.f.close()
-        except Exception as err:  # the connection may be gone already; nothing to undo
+        except asyncssh.SFTPError as err:
+            raise explain(err, f"{self.address}: close {self.path}") from None
+        except (OSError, asyncssh.Error) as err:  # the connection is gone: nothing to close
             log.debug("close %s: %s", self.path, err)
-        if self.own_session is not None:
-            self.own_session.exit()
+        finally:
+            if self.own_session is not None:
+                self.own_session.exit()

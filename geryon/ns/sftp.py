@@ -125,7 +125,10 @@ class TreeSFTPServer(asyncssh.SFTPServer):
             node.check(self.caller, False, name)
         if write:
             node.check(self.caller, True, name)
-        return await node.open(self.caller, read, write)
+        handle = await node.open(self.caller, read, write)
+        if write and pflags & sftpconst.FXF_TRUNC:
+            await handle.truncate(0)
+        return handle
 
     @guarded
     async def read(self, handle, offset, size):
@@ -153,11 +156,18 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     @guarded
     async def setstat(self, path, attrs):
-        self.walk(split_path(path))  # nothing to set on synthetic files; accept quietly
+        node = self.walk(split_path(path))
+        setter = getattr(node, "set_attributes", None)
+        if setter is not None and (attrs.permissions is not None or attrs.mtime is not None):
+            node.check(self.caller, True, path.decode(errors="replace"))
+            setter(self.caller, mode=None if attrs.permissions is None
+                   else attrs.permissions & 0o7777, mtime=attrs.mtime)
+        # synthetic files have nothing to set: accept quietly, as cp -p expects
 
     @guarded
     async def fsetstat(self, handle, attrs):
-        return None
+        if attrs.size is not None:
+            await handle.truncate(attrs.size)
 
     async def scandir(self, path):
         try:

@@ -143,6 +143,9 @@ class Handle:
     async def write(self, offset: int, data: bytes) -> None:
         raise PermissionDenied("file is not open for writing")
 
+    async def truncate(self, size: int) -> None:
+        """Cut the file to size (files that are messages, not content, ignore it)."""
+
     async def close(self) -> None:
         pass
 

@@ -1,0 +1,165 @@
+"""A chunk served as a file tree (docs/disk.md is its manual page).
+
+Every cluster role may read a disk; only `cpu` and `admin` may change it.  A file opened
+for writing is gathered in memory (a chunk file is at most 64 MiB) and written to the chunk
+as one record when it is closed: a reader never sees half a file, and a write that does not
+fit is refused whole, with the chunk as it was.
+"""
+
+import errno
+import time
+from contextlib import contextmanager
+
+from geryon.chunkfs.chunk import Chunk
+from geryon.chunkfs.errors import ChunkError
+from geryon.ns.tree import (ANYONE, Dir, Exists, File, Handle, NotFound, NsError,
+                            PermissionDenied, Stat)
+
+WRITERS = frozenset({"cpu", "admin"})
+KINDS = {errno.ENOENT: NotFound, errno.EEXIST: Exists, errno.EACCES: PermissionDenied,
+         errno.EPERM: PermissionDenied}
+
+
+@contextmanager
+def as_ns_errors():
+    """Give chunk errors back to the client as tree errors, their messages intact."""
+    try:
+        yield
+    except ChunkError as err:
+        raise KINDS.get(err.errno, NsError)(str(err)) from None
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+class Disk:
+    """One chunk and what serving it needs: the chunk, and who to tell about changes."""
+
+    def __init__(self, chunk: Chunk, on_change=None):
+        self.chunk = chunk
+        self.on_change = on_change or (lambda: None)
+
+    def node(self, entry):
+        return DiskDir(self, entry.path) if entry.is_dir else DiskFile(self, entry.path)
+
+    def root(self) -> "DiskDir":
+        return DiskDir(self, "")
+
+
+class DiskNode:
+    readers = ANYONE
+    writers = WRITERS
+
+    def __init__(self, disk: Disk, path: str):
+        self.disk = disk
+        self.path = path
+
+    def stat(self, caller):
+        with as_ns_errors():
+            if not self.path:
+                return Stat(True, 0, time.time(), caller.may(self.writers))
+            entry = self.disk.chunk.stat(self.path)
+        return Stat(entry.is_dir, entry.size, entry.mtime, caller.may(self.writers))
+
+    def set_attributes(self, caller, mode=None, mtime=None):
+        if self.path:
+            with as_ns_errors():
+                self.disk.chunk.set_attributes(self.path, mode=mode, mtime=mtime)
+            self.disk.on_change()
+
+
+class DiskDir(DiskNode, Dir):
+    def entries(self, caller):
+        with as_ns_errors():
+            return {e.name: self.disk.node(e) for e in self.disk.chunk.listdir(self.path)}
+
+    def child(self, name, caller):
+        path = join(self.path, name)
+        with as_ns_errors():
+            if not self.disk.chunk.exists(path):
+                return None
+            return self.disk.node(self.disk.chunk.stat(path))
+
+    def create(self, name, caller):
+        return DiskFile(self.disk, join(self.path, name), new=True)
+
+    def mkdir(self, name, caller):
+        with as_ns_errors():
+            self.disk.chunk.mkdir(join(self.path, name))
+        self.disk.on_change()
+
+    def remove(self, name, caller):
+        with as_ns_errors():
+            self.disk.chunk.remove(join(self.path, name))
+        self.disk.on_change()
+
+    def rename(self, name, target, new_name, caller):
+        if not isinstance(target, DiskDir) or target.disk is not self.disk:
+            raise PermissionDenied(f"{name}: cannot rename across disks")
+        with as_ns_errors():
+            self.disk.chunk.rename(join(self.path, name), join(target.path, new_name))
+        self.disk.on_change()
+
+
+class DiskFile(DiskNode, File):
+    def __init__(self, disk, path, new=False):
+        super().__init__(disk, path)
+        self.new = new
+
+    def stat(self, caller):
+        if self.new:
+            return Stat(False, 0, time.time(), caller.may(self.writers))
+        return super().stat(caller)
+
+    async def open(self, caller, read, write):
+        content = b""
+        if not self.new:
+            with as_ns_errors():
+                content = self.disk.chunk.read(self.path)
+        return DiskHandle(self, content, write)
+
+
+class DiskHandle(Handle):
+    """An open disk file: reads by offset; writes are kept until close."""
+
+    def __init__(self, file: DiskFile, content: bytes, writable: bool):
+        self.file = file
+        self.data = bytearray(content)
+        self.writable = writable
+        self.dirty = file.new  # a created file exists once closed, even if empty
+
+    async def read(self, offset, size):
+        return bytes(self.data[offset:offset + size])
+
+    async def write(self, offset, data):
+        if not self.writable:
+            await super().write(offset, data)
+        end = offset + len(data)
+        capacity = self.file.disk.chunk.capacity
+        if end > capacity:
+            raise NsError(f"{self.file.path}: file would be {end} bytes, more than this disk "
+                          f"of {capacity} bytes can hold")
+        if end > len(self.data):
+            self.data.extend(b"\0" * (end - len(self.data)))
+        self.data[offset:end] = data
+        self.dirty = True
+
+    async def truncate(self, size):
+        if not self.writable:
+            raise PermissionDenied(f"{self.file.path}: not open for writing")
+        if size <= len(self.data):
+            del self.data[size:]
+        else:
+            self.data.extend(b"\0" * (size - len(self.data)))
+        self.dirty = True
+
+    async def close(self):
+        if self.writable and self.dirty:
+            self.dirty = False
+            with as_ns_errors():
+                self.file.disk.chunk.write(self.file.path, bytes(self.data))
+            self.file.disk.on_change()
+
+    def size(self):
+        return len(self.data)

@@ -1,0 +1,304 @@
+"""`geryon node`, `refresh`, `load`, `disks`, `ls`, `cat`, `get`: chunk disks in a cluster."""
+
+import sys
+
+import click
+
+from geryon.cli import CONTEXT_SETTINGS, run_async, setup_logging
+
+registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
+                               help="registry dial string (default: config / GERYON_REGISTRY)")
+ndb_option = click.option("--ndb", default="", metavar="FILE",
+                          help="the cluster's ndb file (default: config ndb, "
+                               "$GERYON_HOME/ndb/cluster)")
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--chunks", "chunks_dir", required=True, type=click.Path(file_okay=False),
+              help="directory holding chunk files chunk0, chunk1, ...")
+@click.option("--new-chunks", default=0, help="first create this many empty chunks there")
+@click.option("--chunk-size", default="64M", show_default=True,
+              help="capacity of chunks made by --new-chunks (K, M, G suffixes)")
+@click.option("--name", default="", help="this node's name, the HOST of master=HOST!chunkN "
+              "in ndb (default: the host name)")
+@click.option("--listen", default="", help="address to serve on (default: the one the "
+              "registry sees us at)")
+@registry_option
+@click.option("-v", "--verbose", is_flag=True, help="log what happens")
+def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, verbose):
+    """Serve this machine's chunk disks and keep them registered.
+
+    Each chunk file in the directory is served as a file tree (over SFTP) on a port of its
+    own and registered as `tcp!ADDR!PORT id chunkN host NAME resource kfs size S used U
+    free F`.  The entries go when the node stops, and come back if the registry restarts.
+
+    \b
+    Example:
+      geryon node --chunks /var/lib/geryon/chunks --new-chunks 4 --name node0
+    """
+    import socket
+    from pathlib import Path
+
+    from geryon.chunkfs.sizes import parse_size
+    from geryon.config import Config
+    from geryon.node import Node, create_chunks
+
+    setup_logging(verbose)
+    directory = Path(chunks_dir)
+    if new_chunks:
+        made = create_chunks(directory, new_chunks, parse_size(chunk_size))
+        click.echo(f"made {len(made)} chunks in {directory}", err=True)
+
+    async def main():
+        served = Node(directory, name=name or socket.gethostname(),
+                      config=Config.load(registry=registry), listen_host=listen)
+        try:
+            await served.start()
+            click.echo(f"node {served.name}: serving {len(served.chunks)} chunks", err=True)
+            await served.run()
+        finally:
+            await served.close()
+
+    run_async(main())
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@ndb_option
+@registry_option
+@click.option("--watch", is_flag=True, help="keep going: refresh on every registry or ndb change")
+@click.option("-v", "--verbose", is_flag=True, help="print each change made")
+def refresh(ndb, registry, watch, verbose):
+    """Make the registry's disk entries match the ndb file and the live chunks.
+
+    For each disk the ndb file names whose chunk is live, a persistent entry
+    `dN.app host H automount 1 persist 1 addr tcp!H!P id chunkN [replica R]`; entries of
+    disks no longer named, or whose chunk is gone, are removed.  Quiet when all is well;
+    exit status 1 and a message naming the disk when not.  Safe to run from cron.
+
+    \b
+    Example:
+      geryon refresh
+      geryon refresh --watch &     # current within 2 s of any change
+    """
+    from geryon.config import Config
+    from geryon.ndb.refresh import Refresher
+    from geryon.registry.client import dial_registry
+
+    setup_logging(False)  # -v prints the changes themselves, not the machinery's log
+    config = Config.load(registry=registry, ndb=ndb)
+
+    def report(actions):
+        if verbose and isinstance(actions, list):
+            for action in actions:
+                click.echo(str(action))
+
+    async def main():
+        client = await dial_registry(config)
+        try:
+            refresher = Refresher(client, config.ndb_path)
+            if watch:
+                await refresher.watch(on_done=report)
+            else:
+                report(await refresher.refresh())
+        finally:
+            await client.close()
+
+    run_async(main())
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--app", required=True, help="application name: disks are d0.APP, d1.APP, ...")
+@click.option("--split-lines", is_flag=True, help="split files larger than a disk at line "
+              "boundaries into PATH.000, PATH.001, ...")
+@ndb_option
+@registry_option
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+def load(app, split_lines, ndb, registry, sources):
+    """Split directories, tar files or files across new disks of an application.
+
+    Files are packed in order into 64 MiB disks on nodes with empty chunks, spread across
+    the nodes; each disk is named in the ndb file and the registry is refreshed.  Paths on
+    the disks are relative to each directory given.  A file larger than a disk is refused
+    (or split with --split-lines).
+
+    \b
+    Example:
+      geryon load --app mbox ~/Mail
+      geryon disks
+    """
+    from geryon.chunkfs.load import gather, load as load_disks
+    from geryon.chunkfs.sizes import format_size
+    from geryon.config import Config
+    from geryon.registry.client import dial_registry
+
+    config = Config.load(registry=registry, ndb=ndb)
+    total = sum(item.size for item in gather(sources))
+    bar = click.progressbar(length=total, label="loading", file=sys.stderr) \
+        if sys.stderr.isatty() else None
+
+    async def main():
+        client = await dial_registry(config)
+        try:
+            return await load_disks(client, sources, app, config.ndb_path, split=split_lines,
+                                    keepalive=float(config.keepalive),
+                                    progress=bar.update if bar else None)
+        finally:
+            await client.close()
+
+    if bar:
+        with bar:
+            loaded = run_async(main())
+    else:
+        loaded = run_async(main())
+    for disk in loaded:
+        click.echo(f"{disk.disk} {disk.host} {disk.files} files {format_size(disk.bytes)}")
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@ndb_option
+@registry_option
+def disks(ndb, registry):
+    """List the disks: name, node, chunk, fill and state.
+
+    State is `live` (registered, its chunk served), `down` (named in the ndb file but its
+    chunk is not served: refresh has dropped it), `unregistered` (chunk served, refresh
+    has not run yet) or `stale` (registered, but its chunk is gone or the ndb file no
+    longer names it: refresh will drop it).
+
+    \b
+    Example:
+      geryon disks
+    """
+    from pathlib import Path
+
+    from geryon.chunkfs.sizes import format_size
+    from geryon.config import Config
+    from geryon.ndb.database import Database
+    from geryon.ndb.refresh import disks_of
+    from geryon.registry.client import dial_registry, query
+
+    config = Config.load(registry=registry, ndb=ndb)
+
+    async def main():
+        client = await dial_registry(config)
+        try:
+            return await query(client)
+        finally:
+            await client.close()
+
+    services = run_async(main())
+    chunks = {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
+              if s.attrs.get("resource") == "kfs"}
+    registered = {s.name: s for s in services if "automount" in s.attrs}
+    named = disks_of(Database(config.ndb_path).entries()) if Path(config.ndb_path).exists() \
+        else []
+    rows = []
+    for disk in named:
+        chunk = chunks.get((disk.host, disk.chunk))
+        if chunk:
+            state = "live" if disk.name in registered else "unregistered"
+        else:
+            state = "stale" if disk.name in registered else "down"
+        fill = "-"
+        if chunk:
+            used, size = int(chunk.attrs.get("used", 0)), int(chunk.attrs.get("size", 1))
+            fill = f"{format_size(used)}/{format_size(size)} {100 * used // size}%"
+        rows.append((disk.name, disk.host, disk.chunk, fill, state))
+    for name, entry in sorted(registered.items()):
+        if name not in {d.name for d in named}:
+            rows.append((name, entry.attrs.get("host", "-"), entry.attrs.get("id", "-"), "-",
+                         "stale"))
+    widths = [max(len(str(r[i])) for r in rows + [("DISK", "NODE", "CHUNK", "FILL", "STATE")])
+              for i in range(5)]
+    for row in [("DISK", "NODE", "CHUNK", "FILL", "STATE"), *rows]:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def with_disk(spec, registry, work):
+    """Dial the disk named by DISK[:PATH] and run work(client, path)."""
+    from geryon.chunkfs.remote import dial_disk, split_spec
+    from geryon.config import Config
+    from geryon.registry.client import dial_registry
+
+    config = Config.load(registry=registry)
+    name, path = split_spec(spec)
+
+    async def main():
+        reg = await dial_registry(config)
+        try:
+            disk = await dial_disk(reg, name, keepalive=float(config.keepalive))
+        finally:
+            await reg.close()
+        try:
+            return await work(disk, path)
+        finally:
+            await disk.close()
+
+    return run_async(main())
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@registry_option
+@click.option("-l", "long", is_flag=True, help="long listing: size and kind")
+@click.argument("spec")
+def ls(registry, long, spec):
+    """List a directory of a disk, from anywhere in the cluster.
+
+    \b
+    Example:
+      geryon ls d0.mbox
+      geryon ls -l d0.mbox:inbox
+    """
+    async def work(disk, path):
+        sftp = await disk.main()
+        from geryon.ns.client import explain
+        try:
+            names = await sftp.readdir("/" + path)
+        except Exception as err:
+            raise explain(err, f"{spec}") from None
+        return sorted((n.filename, n.attrs) for n in names if n.filename not in (".", ".."))
+
+    for name, attrs in with_disk(spec, registry, work):
+        is_dir = attrs.type == 2
+        if long:
+            click.echo(f"{'d' if is_dir else '-'} {attrs.size or 0:>10} {name}")
+        else:
+            click.echo(name + ("/" if is_dir else ""))
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@registry_option
+@click.argument("specs", nargs=-1, required=True)
+def cat(registry, specs):
+    """Print files of disks, from anywhere in the cluster.
+
+    \b
+    Example:
+      geryon cat d1.mbox:inbox/42
+    """
+    out = click.get_binary_stream("stdout")
+    for spec in specs:
+        async def work(disk, path):
+            return await disk.read("/" + path)
+        out.write(with_disk(spec, registry, work))
+    out.flush()
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@registry_option
+@click.argument("spec")
+@click.argument("dest", default=".", type=click.Path())
+def get(registry, spec, dest):
+    """Copy a file or a directory tree (or a whole disk) from a disk to DEST.
+
+    A whole disk (no :PATH) is fetched as one chunk image and unpacked here, which is the
+    fast way to export a disk.
+
+    \b
+    Example:
+      geryon get d0.mbox out/       # the whole disk into out/
+      geryon get d0.mbox:inbox/42 .
+    """
+    from geryon.chunkfs.fetch import fetch
+    count = with_disk(spec, registry, lambda disk, path: fetch(disk, path, dest))
+    click.echo(f"{count} files", err=True)

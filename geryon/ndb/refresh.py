@@ -1,0 +1,185 @@
+"""refresh: make the registry's disk entries agree with ndb/cluster and the live chunks.
+
+caerwyn's refresh, made idempotent and complete.  For every disk the ndb file names
+(`name=dN.app kfs` with `master=HOST!chunkN`) whose chunk is registered live (`resource kfs
+host HOST id chunkN`), the registry should hold the persistent entry
+
+    dN.app host HOST automount 1 persist 1 addr tcp!H!P id chunkN [replica R]
+
+Entries with `automount` whose disk is no longer named, or whose chunk is gone, are removed.
+plan() is pure: ndb entries and registry services in, actions out; Refresher applies them.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from geryon import quote
+from geryon.errors import GeryonError
+from geryon.ndb.database import Database
+from geryon.registry.core import Service
+
+log = logging.getLogger("geryon.refresh")
+
+
+class RefreshError(GeryonError):
+    """A disk refresh could not bring into the registry."""
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A disk as the ndb file names it."""
+
+    name: str
+    host: str
+    chunk: str
+    replica: str = ""
+
+
+@dataclass(frozen=True)
+class Action:
+    op: str  # add, update, remove
+    name: str
+    attrs: tuple = ()
+
+    def __str__(self) -> str:
+        return f"{self.op} {quote.join([self.name, *(w for kv in self.attrs for w in kv)])}"
+
+
+def disks_of(entries) -> list[Disk]:
+    """The disks named in ndb entries; an entry without a usable master is an error."""
+    disks = []
+    for entry in entries:
+        if not entry.has("kfs") or not entry.get("name"):
+            continue
+        name, master = entry.get("name"), entry.get("master") or ""
+        host, bang, chunk = master.partition("!")
+        if not bang or not host or not chunk:
+            where = f"{entry.source}:{entry.lineno}" if entry.source else "ndb"
+            raise RefreshError(f"{where}: disk {name} has master={master!r}; write it as "
+                               "master=HOST!chunkN")
+        replica = entry.get("replica") or ""
+        disks.append(Disk(name, host, chunk, replica))
+    return disks
+
+
+def desired(disk: Disk, chunk: Service) -> dict:
+    attrs = {"host": disk.host, "automount": "1", "persist": "1", "addr": chunk.name,
+             "id": disk.chunk}
+    if disk.replica:
+        attrs["replica"] = disk.replica
+    return attrs
+
+
+def plan(disks: list[Disk], services: list[Service]) -> list[Action]:
+    """What to do so the registry's disk entries match the ndb file and the live chunks."""
+    chunks = {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
+              if s.attrs.get("resource") == "kfs"}
+    current = {s.name: s for s in services if "automount" in s.attrs}
+    actions = []
+    wanted = set()
+    for disk in disks:
+        chunk = chunks.get((disk.host, disk.chunk))
+        if chunk is None:
+            continue  # its chunk is not live: the disk is not offered (removed below)
+        wanted.add(disk.name)
+        attrs = desired(disk, chunk)
+        have = current.get(disk.name)
+        if have is None:
+            actions.append(Action("add", disk.name, tuple(attrs.items())))
+        elif have.attrs != attrs:
+            # an attribute that must go cannot be unset in place: replace the entry
+            op = "update" if set(have.attrs) <= set(attrs) else "replace"
+            actions.append(Action(op, disk.name, tuple(attrs.items())))
+    for name in sorted(set(current) - wanted):
+        actions.append(Action("remove", name))
+    return actions
+
+
+class Refresher:
+    """Applies plans to a registry through a connected geryon.ns.client.Client."""
+
+    def __init__(self, client, ndb_path: str | Path):
+        self.client = client
+        self.db = Database(ndb_path)
+
+    async def services(self) -> list[Service]:
+        from geryon.registry.client import query
+        return await query(self.client)
+
+    async def refresh(self) -> list[Action]:
+        """Bring the registry in line once; return what was done."""
+        if not Path(self.db.path).exists():
+            raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or give "
+                               "--ndb FILE")
+        actions = plan(disks_of(self.db.entries()), await self.services())
+        failed = []
+        for action in actions:
+            try:
+                await self.apply(action)
+            except GeryonError as err:
+                failed.append(f"disk {action.name}: {err}")
+        if failed:
+            raise RefreshError("; ".join(failed))
+        return actions
+
+    async def apply(self, action: Action) -> None:
+        line = quote.join(w for kv in action.attrs for w in kv)
+        sftp = await self.client.main()
+        if action.op in ("remove", "replace"):
+            try:
+                await sftp.remove(f"/{action.name}")
+            except Exception as err:
+                from geryon.ns.client import explain
+                raise explain(err, f"remove {action.name}") from None
+        if action.op in ("add", "replace"):
+            await self.client.write("/new", f"{quote.quote(action.name)} {line}")
+        elif action.op == "update":
+            await self.client.write(f"/{action.name}", line)
+        log.info("%s", action)
+
+    async def watch(self, interval: float = 0.5, on_done=None) -> None:
+        """Refresh now and whenever the registry or the ndb file changes."""
+        from geryon.registry.client import watch
+        changed = asyncio.Event()
+
+        async def follow_registry():
+            async for _ in watch(self.client):
+                changed.set()  # a refresh that finds nothing to do is one cheap query
+
+        follower = asyncio.ensure_future(follow_registry())
+        stamp = None
+        try:
+            while not follower.done():
+                new_stamp = self.db.files() if Path(self.db.path).exists() else None
+                stamps = _stamps(new_stamp or [])
+                if changed.is_set() or stamps != stamp:
+                    changed.clear()
+                    stamp = stamps
+                    try:
+                        actions = await self.refresh()
+                        if on_done:
+                            on_done(actions)
+                    except GeryonError as err:
+                        log.warning("refresh: %s", err)
+                        if on_done:
+                            on_done(err)
+                try:
+                    await asyncio.wait_for(changed.wait(), interval)
+                except asyncio.TimeoutError:
+                    pass
+            follower.result()  # the registry went away: say why
+        finally:
+            follower.cancel()
+
+
+def _stamps(files) -> tuple:
+    out = []
+    for name in files:
+        try:
+            st = Path(name).stat()
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((name, None))
+    return tuple(out)

@@ -1,0 +1,192 @@
+"""`geryon node`: what one machine contributes to the cluster.
+
+For now: its chunk disks.  Every chunk file in the chunk directory (chunk0, chunk1, ...)
+is served as a tree on a port of its own and registered as
+`tcp!ADDR!PORT id chunkN host NAME resource kfs size BYTES used BYTES free BYTES`, the way
+caerwyn's nodes registered each kfs with grid/register; `used` and `free` are kept current.
+Later issues add the cpu service and the Owen worker here.
+"""
+
+import asyncio
+import logging
+import os
+import re
+import shlex
+from pathlib import Path
+
+from geryon.chunkfs.chunk import Chunk
+from geryon.chunkfs.errors import ChunkError
+from geryon.chunkfs.record import HEADER_SIZE
+from geryon.chunkfs.disk import Disk
+from geryon.config import Config
+from geryon.errors import GeryonError
+from geryon.ns.ca import Identity
+from geryon.ns.server import Server
+from geryon.registry.client import Registrar
+
+log = logging.getLogger("geryon.node")
+
+CHUNK_NAME = re.compile(r"chunk(\d+)$")
+UPDATE_DELAY = 0.5  # seconds: many writes in a burst make one registry update
+
+
+def chunk_files(directory: Path) -> list[Path]:
+    """The chunk files in a directory, in number order."""
+    found = [p for p in directory.iterdir() if CHUNK_NAME.fullmatch(p.name) and p.is_file()]
+    return sorted(found, key=lambda p: int(CHUNK_NAME.fullmatch(p.name).group(1)))
+
+
+def create_chunks(directory: Path, count: int, capacity: int) -> list[Path]:
+    """Make `count` new empty chunks after the highest numbered one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = [int(CHUNK_NAME.fullmatch(p.name).group(1)) for p in chunk_files(directory)]
+    start = max(existing, default=-1) + 1
+    made = []
+    for n in range(start, start + count):
+        Chunk.create(directory / f"chunk{n}", capacity).close()
+        made.append(directory / f"chunk{n}")
+    return made
+
+
+class ServedChunk:
+    """One chunk, its server and its registry entry."""
+
+    def __init__(self, node: "Node", path: Path):
+        self.node = node
+        self.path = path
+        self.id = path.name
+        self.chunk = Chunk.open(path)
+        if self.chunk.repair:
+            log.warning("%s", self.chunk.repair)
+        self.disk = Disk(self.chunk, on_change=self.changed)
+        self.server = Server(self.disk.root(), node.identity, keepalive=node.keepalive,
+                             process_factory=self.command)
+        self.name = ""
+        self.pending = None
+
+    def attrs(self) -> dict:
+        return {"id": self.id, "host": self.node.name, "resource": "kfs",
+                "size": str(self.chunk.capacity), "used": str(self.chunk.used),
+                "free": str(self.chunk.free)}
+
+    def changed(self) -> None:
+        if self.pending is None:
+            self.pending = asyncio.get_running_loop().call_later(UPDATE_DELAY, self.publish)
+
+    def publish(self) -> None:
+        self.pending = None
+        attrs = self.attrs()
+        task = asyncio.ensure_future(self.node.registrar.update(
+            self.name, {"used": attrs["used"], "free": attrs["free"]}))
+        task.add_done_callback(lambda t: t.exception() and log.warning(
+            "%s: could not update the registry: %s", self.id, t.exception()))
+
+
+    # The disk's bulk interface, by SSH exec (docs/disk.md): a whole chunk image in or out,
+    # which is how `geryon load` fills a disk and how a disk is copied whole.
+    async def command(self, process, caller) -> None:
+        words = shlex.split(process.command or "")
+        try:
+            if words == ["image-get"]:
+                await self.image_get(process)
+            elif words == ["image-put"]:
+                if not caller.may(frozenset({"cpu", "admin"})):
+                    raise GeryonError("image-put: permission denied; it needs role cpu or admin")
+                await self.image_put(process)
+            else:
+                raise GeryonError(f"unknown disk command {process.command!r}; the commands "
+                                  "are image-get and image-put")
+        except (GeryonError, OSError) as err:
+            process.stderr.write(f"{self.id}: {err}\n".encode())
+            process.exit(1)
+            return
+        process.exit(0)
+
+    async def image_get(self, process) -> None:
+        """Write the chunk as it is now: the log is append-only, so a prefix is whole."""
+        end = self.chunk.used
+        with open(self.path, "rb") as f:
+            offset = 0
+            while offset < end:
+                data = f.read(min(1 << 20, end - offset))
+                if not data:
+                    break
+                process.stdout.write(data)
+                await process.stdout.drain()
+                offset += len(data)
+
+    async def image_put(self, process) -> None:
+        """Replace this (empty) chunk with the chunk image on stdin, checked first."""
+        if self.chunk.live > HEADER_SIZE:
+            raise GeryonError(f"{self.path} is not empty; image-put only fills an empty chunk")
+        incoming = self.path.with_name(f".{self.id}.incoming")
+        try:
+            await self.receive(process, incoming)
+            with Chunk.open(incoming, readonly=True) as image:
+                if image.repair:
+                    raise GeryonError(f"image is cut short: {image.repair}")
+                if image.capacity > self.chunk.capacity:
+                    raise GeryonError(f"image holds a chunk of {image.capacity} bytes, more "
+                                      f"than {self.path}'s {self.chunk.capacity}")
+                files = sum(1 for e in image.walk() if not e.is_dir)
+            self.chunk.close()
+            try:
+                os.replace(incoming, self.path)
+            finally:
+                self.chunk = self.disk.chunk = Chunk.open(self.path)
+        except ChunkError as err:
+            raise GeryonError(f"image refused: {err}") from None
+        finally:
+            incoming.unlink(missing_ok=True)
+        self.changed()
+        process.stdout.write(f"{files} files\n".encode())
+
+    async def receive(self, process, path: Path) -> None:
+        with open(path, "wb") as f:
+            size = 0
+            while data := await process.stdin.read(1 << 20):
+                size += len(data)
+                if size > self.chunk.capacity:
+                    raise GeryonError(f"image is larger than {self.path}'s "
+                                      f"{self.chunk.capacity} bytes")
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class Node:
+    """A node's chunk disks, served and registered."""
+
+    def __init__(self, chunks_dir: Path, *, name: str, config: Config | None = None,
+                 identity: Identity | None = None, listen_host: str = ""):
+        self.config = config or Config.load()
+        self.identity = identity or Identity.load()
+        self.keepalive = float(self.config.keepalive)
+        self.chunks_dir = Path(chunks_dir)
+        self.name = name
+        self.listen_host = listen_host
+        self.registrar = Registrar(self.config, self.identity)
+        self.chunks: list[ServedChunk] = []
+
+    async def start(self) -> None:
+        if not self.chunks_dir.is_dir():
+            raise GeryonError(f"chunk directory {self.chunks_dir} does not exist; make it, or "
+                              "start with --new-chunks N to create chunks there")
+        await self.registrar.connect()
+        host = self.listen_host or self.registrar.local_host
+        for path in chunk_files(self.chunks_dir):
+            served = ServedChunk(self, path)
+            await served.server.start(f"tcp!{host}!0")
+            served.name = f"tcp!{self.registrar.local_host}!{served.server.port}"
+            await self.registrar.add(served.name, served.attrs())
+            self.chunks.append(served)
+            log.info("serving %s as %s", path, served.name)
+
+    async def run(self) -> None:
+        await self.registrar.run()
+
+    async def close(self) -> None:
+        await self.registrar.close()
+        for served in self.chunks:
+            await served.server.close()
+            served.chunk.close()
