@@ -28,8 +28,8 @@ class Demo:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, kind, value, traceback):
+        self.stop(keep_logs=kind is not None)
 
     def geryon(self, *args, check=True) -> str:
         result = subprocess.run([sys.executable, "-m", "geryon", *args], env=self.env,
@@ -134,7 +134,7 @@ class Demo:
         except KeyboardInterrupt:
             pass
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -143,5 +143,7 @@ class Demo:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if self.own_dir:
+        if keep_logs:
+            self.echo(f"the logs are kept in {self.dir}")
+        elif self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)

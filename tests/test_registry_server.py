@@ -206,9 +206,70 @@ def test_join_with_a_token(home, registry, tmp_path):
     # after joining, no flags are needed
     assert geryon(node, "regquery", check=True).returncode == 0
     # the token works once
-    again = geryon(tmp_path / "node2", "join", token, registry.address)
+    again = geryon(tmp_path / "node2", "join", token, registry.address, "--name", "node8")
     assert again.returncode == 1
-    assert "refused" in again.stderr
+    assert "join token already used (by node7)" in again.stderr
+    # a name that is taken is refused, and the token stays good for another name
+    token = geryon(home, "ca", "token", check=True).stdout.strip()
+    taken = geryon(tmp_path / "node3", "join", token, registry.address, "--name", "admin-1")
+    assert taken.returncode == 1 and "identity 'admin-1' is taken" in taken.stderr
+    geryon(tmp_path / "node3", "join", token, registry.address, "--name", "node9", check=True)
     # the joined node's certificate works with OpenSSH, as node7
     result = sftp(node, registry.port, "node7", "ls\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_identity_is_the_certificates_first_principal_not_the_login_name(home, registry, tmp_path):
+    bob = member_home(home, tmp_path / "bob", "bob", "submit,worker")
+    # bob logs in with OpenSSH as the user "worker" (a principal of his certificate) ...
+    result = sftp(bob, registry.port, "worker", "ls\n")
+    assert result.returncode == 0, result.stderr
+    asyncio.run(write_new(bob, registry.address, "bobs a 1 persist 1"))
+
+    async def owner_of(client):
+        return await client.read("/bobs")
+
+    # ... and whatever he logs in as, what he makes is owned by "bob"
+    carol = member_home(home, tmp_path / "carol", "carol", "worker")
+    from geryon.ns.client import RemoteError
+
+    async def as_carol(client):
+        with pytest.raises(RemoteError, match="belongs to bob, not carol"):
+            await client.write("/bobs", "a 2")
+
+    asyncio.run(session(carol, registry.address, as_carol))
+
+
+def test_a_new_file_never_touches_an_entry_it_did_not_make(home, registry, tmp_path):
+    from geryon.ns.client import RemoteError
+    alice = member_home(home, tmp_path / "alice", "alice", "worker")
+    bob = member_home(home, tmp_path / "bob", "bob", "worker")
+
+    async def scenario():
+        from geryon.ns.ca import Identity
+        from geryon.ns.client import Client
+        a = await Client.connect(registry.address, Identity(alice))
+        b = await Client.connect(registry.address, Identity(bob))
+        admin = await Client.connect(registry.address, Identity(home))
+        held = await a.open("/new", "w")
+        await held.write("x svc a")
+        await (await admin.main()).remove("/x")  # the admin removes alice's live entry
+        mine = await b.open("/new", "w")
+        await mine.write("x svc b")  # bob registers the name again
+        with pytest.raises(RemoteError, match="the entry this file made was removed"):
+            await held.write("svc hijacked")
+        await held.close()  # alice's close must not remove bob's entry
+        index = await admin.read("/index")
+        for c in (a, b, admin):
+            await c.close()
+        return index
+
+    assert asyncio.run(scenario()) == b"x svc b\n"
+
+
+def test_ssh_exec_on_the_registry_is_refused_plainly(home, registry):
+    result = subprocess.run(["ssh", *ssh_options(home), "-p", str(registry.port),
+                             "admin-1@127.0.0.1", "ls"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 1
+    assert "this server runs no commands; use sftp" in result.stderr

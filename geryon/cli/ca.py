@@ -36,7 +36,7 @@ def init(name, roles, hosts):
 
     \b
     Example:
-      geryon ca init --name admin
+      geryon ca init --name alice
     """
     from geryon.ns.ca import check_name, check_roles
     config = Config.load(name=name)
@@ -118,9 +118,10 @@ def join(token, registry, name, hosts):
       geryon regquery          # works now without flags
     """
     import socket
+    from geryon.ns.ca import check_name
     from geryon.ns.join import join_cluster
     ident = Identity.load()
-    identity = name or socket.gethostname()
+    identity = check_name(name or socket.gethostname())
     roles = run_async(join_cluster(token, registry, ident, identity, [*host_names(), *hosts]))
     Config.load().save(registry=registry, name=identity)
     click.echo(f"joined the cluster at {registry} as {identity} with roles {', '.join(roles)}")

@@ -31,10 +31,11 @@ def registry(address, state, mdns_interface, port_file, verbose):
     \b
     Example:
       geryon registry -a 'tcp!*!6675'
-      sftp -P 6675 admin@gridhost   # ls; get index -
+      sftp -P 6675 alice@gridhost   # then: ls, get index
     """
     from pathlib import Path
 
+    from geryon import dial
     from geryon.config import Config, home
     from geryon.ns.ca import CertificateAuthority, Identity
     from geryon.ns.server import wait_forever
@@ -42,6 +43,10 @@ def registry(address, state, mdns_interface, port_file, verbose):
 
     setup_logging(verbose)
     config = Config.load()
+    if config.use_mdns and not (mdns_interface or config.mdns_interface):
+        from geryon.config import ConfigError
+        raise ConfigError("mdns is on but no mdns_interface is set; name the address of the "
+                          "one interface mDNS may use (--mdns-interface ADDR)")
 
     async def main():
         server = RegistryServer(Path(state) if state else home() / "registry", Identity.load(),
@@ -51,7 +56,8 @@ def registry(address, state, mdns_interface, port_file, verbose):
         await server.start(address)
         if port_file:
             Path(port_file).write_text(f"{server.port}\n")
-        click.echo(f"registry on tcp!*!{server.port}", err=True)
+        click.echo(f"registry on tcp!{dial.parse(address, 'registry').host}!{server.port}",
+                   err=True)
         try:
             await wait_forever()
         finally:

@@ -140,7 +140,21 @@ class CertificateAuthority:
         db = sqlite3.connect(self.directory / "tokens.db", timeout=10, isolation_level=None)
         db.execute("create table if not exists token (hash text primary key, roles text, "
                    "expires real, used_by text)")
+        db.execute("create table if not exists identity (name text primary key, since real)")
         return db
+
+    def claim_identity(self, name: str) -> None:
+        """Record an identity as taken; a join may not take one that another holds."""
+        check_name(name)
+        db = self._tokens()
+        try:
+            with db:
+                db.execute("insert into identity values (?, ?)", (name, time.time()))
+        except sqlite3.IntegrityError:
+            raise CAError(f"identity {name!r} is taken in this cluster; join with another "
+                          "--name") from None
+        finally:
+            db.close()
 
     def issue_token(self, roles=("worker", "cpu"), ttl=3600.0) -> str:
         """A one-time token that lets one machine join; it carries the CA's public key."""
@@ -155,7 +169,10 @@ class CertificateAuthority:
         return TOKEN_PREFIX + base64.urlsafe_b64encode(secret + ca_raw).decode().rstrip("=")
 
     def redeem_token(self, secret: bytes, joiner: str) -> list[str]:
-        """Use a token once: return its roles, or raise CAError if spent, expired or unknown."""
+        """Use a token once for the identity `joiner`, which must not be taken already:
+        return its roles, or raise CAError (spent, expired, unknown, name taken) and change
+        nothing."""
+        check_name(joiner)
         db = self._tokens()
         try:
             with db:
@@ -170,6 +187,10 @@ class CertificateAuthority:
                     raise CAError(f"join token already used (by {used_by}); tokens work once")
                 if time.time() > expires:
                     raise CAError("join token expired; ask for a new one")
+                if db.execute("select 1 from identity where name = ?", (joiner,)).fetchone():
+                    raise CAError(f"identity {joiner!r} is taken in this cluster; join with "
+                                  "another --name (the token is still good)")
+                db.execute("insert into identity values (?, ?)", (joiner, time.time()))
                 db.execute("update token set used_by = ? where hash = ?",
                            (joiner, hashlib.sha256(secret).hexdigest()))
         finally:
@@ -294,6 +315,7 @@ class Identity:
 
 def init_local(ca: CertificateAuthority, ident: Identity, name: str, roles, hosts) -> None:
     """Make this machine the CA's own first member: trust, user and host certificates."""
+    ca.claim_identity(name)
     ident.trust(ca.public_key())
     user_key = ident.new_key("id_ed25519")
     ident.store_certificate("id_ed25519", ca.sign_user(user_key, name, roles))

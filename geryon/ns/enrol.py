@@ -26,20 +26,18 @@ class Enrolment:
     def __init__(self, ca: CertificateAuthority):
         self.ca = ca
 
-    def redeem(self, password: str) -> tuple[str, ...] | None:
-        """The roles a token grants (using it up), or None if it is no good."""
+    def plausible(self, password: str) -> bool:
+        """Whether a password is a token of this CA (it is redeemed when the join is made,
+        so that a spent or expired token can be told apart in the answer)."""
         try:
-            secret, ca_key = parse_token(password)
-            if ca_key != self.ca.public_key():
-                return None
-            return tuple(self.ca.redeem_token(secret, "join"))
+            return parse_token(password)[1] == self.ca.public_key()
         except CAError:
-            return None
+            return False
 
     def tree(self, caller) -> "EnrolmentDir":
         return EnrolmentDir({"join": JoinFile(self)})
 
-    def sign(self, request: bytes, roles: list[str], peer: str) -> bytes:
+    def sign(self, request: bytes, token: str, peer: str) -> bytes:
         fields = {}
         for line in request.decode("utf-8", "replace").splitlines():
             words = quote.split(line)
@@ -52,6 +50,10 @@ class Enrolment:
         except (KeyError, ValueError, asyncssh.KeyImportError, CAError) as err:
             raise NsError(f"join request is malformed ({err}); it needs name, userkey, "
                           "hostkey and hostnames lines") from None
+        try:
+            roles = self.ca.redeem_token(parse_token(token)[0], name)
+        except CAError as err:
+            raise NsError(str(err)) from None
         hosts = list(dict.fromkeys([*fields.get("hostnames", []), peer]))
         user_cert = self.ca.sign_user(user_key, name, roles)
         host_cert = self.ca.sign_host(host_key, hosts)
@@ -81,8 +83,8 @@ class JoinFile(File):
         pass  # the password (token) was the check
 
     async def open(self, caller, read, write):
-        roles, caller.grant = list(caller.grant), ()
-        if not roles:
-            raise NsError("join: this connection's token has been used; ask for a new one")
-        return TextHandle(b"", on_write=lambda data: self.enrolment.sign(data, roles,
+        grant, caller.grant = caller.grant, ()
+        if not grant:
+            raise NsError("join: this connection has joined already; one join per token")
+        return TextHandle(b"", on_write=lambda data: self.enrolment.sign(data, grant[0],
                                                                            caller.peer))

@@ -43,16 +43,19 @@ class _Session(asyncssh.SSHServer):
     def validate_password(self, username, password):
         if username != JOIN_USER or self.server.enrolment is None:
             return False
-        self.grant = self.server.enrolment.redeem(password) or ()
-        return bool(self.grant)
+        if not self.server.enrolment.plausible(password):
+            return False
+        self.grant = (password,)
+        return True
 
     def auth_completed(self):
-        username = self.conn.get_extra_info("username")
         peer = self.conn.get_extra_info("peername") or ("", 0)
         principals = self.conn.get_key_option("geryon-principals") or ()
         if principals:
-            roles = frozenset(p for p in principals if p in ROLES)
-            self.caller = Caller(username, roles, peer[0])
+            # The identity is the certificate's first principal, never the user name the
+            # client chose: logging in as a role name must not make one that identity.
+            roles = frozenset(p for p in principals[1:] if p in ROLES)
+            self.caller = Caller(principals[0], roles, peer[0])
         else:  # authenticated by password: only the enrolment user gets here
             self.caller = Caller(JOIN_USER, frozenset(), peer[0], grant=self.grant)
         self.server.callers.add(self.caller)
@@ -89,7 +92,7 @@ class Server:
     async def _process(self, process):
         caller = self._caller(process.channel)
         if self.process_factory is None or not caller.roles:
-            process.stderr.write("this server runs no commands; use sftp\n")
+            process.stderr.write(b"this server runs no commands; use sftp\n")
             process.exit(1)
             return
         await self.process_factory(process, caller)

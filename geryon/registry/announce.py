@@ -23,6 +23,11 @@ def die_with_parent() -> None:
         pass
 
 
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell gives it: 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def free_port(host: str = "") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -66,10 +71,10 @@ async def register_command(command: list[str], attrs: dict, registry: str = "") 
             await registrar.add(name, attrs)
             keeper = asyncio.ensure_future(registrar.run())
             log.info("registered %s", name)
-        return await exited
+        return exit_status(await exited)
     except asyncio.CancelledError:
         proc.terminate()
-        return await proc.wait()
+        return exit_status(await proc.wait())
     finally:
         if keeper is not None:
             keeper.cancel()

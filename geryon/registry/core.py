@@ -66,8 +66,8 @@ def check_name(name: str) -> str:
         raise RegistryError(f"bad character in service name {name!r}; names may not hold "
                             "control characters, spaces or '/'")
     if name in RESERVED or name in ("", ".", ".."):
-        raise RegistryError(f"bad service name {name!r}; it may not be empty or one of "
-                            f"{', '.join(RESERVED)}")
+        raise RegistryError(f"bad service name {name!r}; it may not be empty, . or .., or "
+                            f"one of {', '.join(RESERVED)}")
     return name
 
 

@@ -24,21 +24,28 @@ class NewHandle(Handle):
     def __init__(self, tree: "RegistryTree", caller):
         self.tree = tree
         self.caller = caller
-        self.name = None
+        self.service = None
+
+    def mine(self) -> bool:
+        """Whether the entry this file made is still the one under its name (an admin may
+        have removed it, and someone else registered the name since)."""
+        current = self.tree.registry.services.get(self.service.name)
+        return current is self.service
 
     async def write(self, offset, data):
         registry = self.tree.registry
-        if self.name is None:
-            service = registry.register(data, self.caller.identity)
-            self.name = service.name
-            self.tree.held.add(self.name)
+        if self.service is None:
+            self.service = registry.register(data, self.caller.identity)
+            self.tree.held.add(self.service.name)
+        elif self.mine():
+            registry.update(self.service.name, data, self.caller.identity)
         else:
-            registry.update(self.name, data, self.caller.identity)
+            raise RegistryError(f"{self.service.name}: the entry this file made was removed")
 
     async def close(self):
-        name, self.name = self.name, None
-        if name is None or name not in self.tree.registry.services:
+        if self.service is None or not self.mine():
             return
+        name, self.service = self.service.name, None
         self.tree.held.discard(name)
         if self.tree.registry.services[name].persistent:
             self.tree.sync(name)
