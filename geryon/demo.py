@@ -95,6 +95,8 @@ class Demo:
         self.wait_until(lambda: "svc web" not in self.geryon("regquery"), "the web entry to go")
         self.show("geryon regquery   # after the web server stopped", self.geryon("regquery"))
 
+        self.run_disks()
+
         self.step("any SFTP client reads the registry: it is a file tree")
         self.echo(f"  sftp -P {port} -o CertificateFile={self.home}/id_ed25519-cert.pub "
                   f"-i {self.home}/id_ed25519 -o UserKnownHostsFile={self.home}/known_hosts "
@@ -108,6 +110,48 @@ class Demo:
                  "-b", "-", "demo-admin@127.0.0.1"],
                 input="ls\n", capture_output=True, text=True, timeout=30)
             self.show("sftp> ls", out.stdout.replace("sftp> ls\n", ""))
+
+    def run_disks(self) -> None:
+        """Nodes serve chunk disks; a corpus is loaded across them; disks come and go."""
+        from geryon.sample import write_corpus
+        cluster_file = Path(__file__).resolve().parent.parent / "ndb" / "cluster"
+        if not cluster_file.exists():
+            raise GeryonError(f"demo: {cluster_file} is missing; run the demo from a checkout")
+        ndb = self.dir / "cluster"
+        shutil.copyfile(cluster_file, ndb)
+        self.env["GERYON_NDB"] = str(ndb)
+
+        self.step("three nodes serve chunk disks (256 KiB chunks here, 64 MiB normally)")
+        nodes = []
+        for i in range(3):
+            nodes.append(self.start("node", "--chunks", str(self.dir / f"node{i}"), "--new-chunks", "2",
+                       "--chunk-size", "256K", "--name", f"node{i}", log=f"node{i}"))
+        self.wait_until(lambda: len(self.geryon("regquery", "-n", "resource", "kfs").split())
+                        >= 6, "the nodes' chunks to register")
+        self.show("geryon regquery resource kfs", self.geryon("regquery", "resource", "kfs"))
+
+        self.step("a corpus is loaded across them, named in ndb/cluster, refreshed")
+        corpus = self.dir / "corpus"
+        size = write_corpus(corpus)
+        self.echo(f"corpus: {sum(1 for p in corpus.rglob('*') if p.is_file())} messages, "
+                  f"{size / 1e6:.1f} MB of text (Python's module docstrings)")
+        self.show("geryon load --app mbox corpus", self.geryon("load", "--app", "mbox",
+                                                                str(corpus)))
+        self.show("geryon disks", self.geryon("disks"))
+        self.show("geryon ls d1.mbox", self.geryon("ls", "d1.mbox"))
+        first = self.geryon("ls", "d0.mbox:g0/s0").split()[0]
+        text = self.geryon("cat", f"d0.mbox:g0/s0/{first}")
+        self.show(f"geryon cat d0.mbox:g0/s0/{first} | head -4",
+                  "\n".join(text.splitlines()[:4]))
+
+        self.step("a node dies; refresh --watch drops its disks")
+        self.start("refresh", "--watch", log="refresh")
+        time.sleep(1)
+        victim = nodes[2]
+        victim.kill()
+        victim.wait()
+        self.wait_until(lambda: "down" in self.geryon("disks"), "refresh to notice")
+        self.show("geryon disks   # after node2 was killed", self.geryon("disks"))
 
     def run_shell_registration(self) -> None:
         """A `persist 1` entry, as a shell's `echo ... > new` makes one."""

@@ -138,7 +138,13 @@ class ServedChunk:
             raise GeryonError(f"image refused: {err}") from None
         finally:
             incoming.unlink(missing_ok=True)
-        self.changed()
+        # Tell the registry before answering, so the loader sees the new fill at once.
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        attrs = self.attrs()
+        await self.node.registrar.update(self.name, {"used": attrs["used"],
+                                                     "free": attrs["free"]})
         process.stdout.write(f"{files} files\n".encode())
 
     async def receive(self, process, path: Path) -> None:
