@@ -123,13 +123,13 @@ class Process:
             self.kill(signal.SIGTERM)
 
     @classmethod
-    def kill_all(cls):
-        for proc in list(cls.running):
+    def kill_all(cls, keep=frozenset()):
+        for proc in list(cls.running - set(keep)):
             if proc.proc.poll() is None:
                 proc.proc.kill()
                 proc.proc.wait(10)
             proc.log.close()
-        cls.running.clear()
+            cls.running.discard(proc)
 
 
 def start_registry(home: Path, host="127.0.0.1", prefix=(), extra=(), port=0) -> Process:
