@@ -155,3 +155,23 @@ def test_a_full_disk_refuses_a_write_and_keeps_what_it_had(cluster):
 
     kept = os.urandom(600_000)  # random bytes do not compress: two do not fit in 1 MiB
     assert asyncio.run(fill()) == kept
+
+
+def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
+    import signal
+    from support import Process, wait_for
+    run(cluster, "load", "--app", "w", str(make_corpus(tmp_path / "c", files=3)))
+    watcher = Process(cluster.home, ["refresh", "--watch"], **cluster.env)
+    registry = cluster.registry
+    registry.kill(signal.SIGKILL)
+    registry.start()
+    # persistent disk entries survived; the nodes register their chunks again
+    assert "d0.w" in run(cluster, "regquery", "-n", "automount", "1")
+    wait_for(lambda: len(run(cluster, "regquery", "-n", "resource", "kfs").split()) == 4,
+             timeout=8, what="nodes to register again")
+    # and the watcher, dialled again, still drops the disks of a node that dies
+    owner = run(cluster, "regquery", "automount", "1").split(" host ")[1].split()[0]
+    cluster.nodes[int(owner[-1])].kill(signal.SIGKILL)
+    wait_for(lambda: "d0.w" not in run(cluster, "regquery", "-n", "automount", "1"),
+             timeout=12, interval=0.3, what="refresh --watch to drop the dead node's disk")
+    watcher.stop()

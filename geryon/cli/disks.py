@@ -80,9 +80,13 @@ def refresh(ndb, registry, watch, verbose):
       geryon refresh
       geryon refresh --watch &     # current within 2 s of any change
     """
+    import asyncio
+
     from geryon.config import Config
+    from geryon.errors import GeryonError
     from geryon.ndb.refresh import Refresher
     from geryon.registry.client import dial_registry
+    from geryon.retry import Backoff
 
     setup_logging(False)  # -v prints the changes themselves, not the machinery's log
     config = Config.load(registry=registry, ndb=ndb)
@@ -92,18 +96,29 @@ def refresh(ndb, registry, watch, verbose):
             for action in actions:
                 click.echo(str(action))
 
-    async def main():
+    async def once():
         client = await dial_registry(config)
         try:
-            refresher = Refresher(client, config.ndb_path)
-            if watch:
-                await refresher.watch(on_done=report)
-            else:
-                report(await refresher.refresh())
+            report(await Refresher(client, config.ndb_path).refresh())
         finally:
             await client.close()
 
-    run_async(main())
+    async def follow():
+        # A daemon: when the registry goes (restarts), dial again and carry on.
+        backoff = Backoff(initial=0.5, cap=5.0)
+        while True:
+            try:
+                client = await dial_registry(config)
+                try:
+                    backoff.reset()
+                    await Refresher(client, config.ndb_path).watch(on_done=report)
+                finally:
+                    await client.close()
+            except GeryonError as err:
+                click.echo(f"refresh: {err}; trying again", err=True)
+            await asyncio.sleep(backoff.delay())
+
+    run_async(follow() if watch else once())
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
