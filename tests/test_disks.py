@@ -169,9 +169,13 @@ def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     assert "d0.w" in run(cluster, "regquery", "-n", "automount", "1")
     wait_for(lambda: len(run(cluster, "regquery", "-n", "resource", "kfs").split()) == 4,
              timeout=8, what="nodes to register again")
-    # and the watcher, dialled again, still drops the disks of a node that dies
+    # the watcher, dialled again, follows an edit of the ndb file within 2 s
+    cluster.ndb.write_text(cluster.ndb.read_text().replace("name=d0.w ", "name=d5.w "))
+    wait_for(lambda: run(cluster, "regquery", "-n", "automount", "1").split() == ["d5.w"],
+             timeout=3, interval=0.1, what="refresh --watch to follow the ndb edit (2 s)")
+    # and still drops the disks of a node that dies
     owner = run(cluster, "regquery", "automount", "1").split(" host ")[1].split()[0]
     cluster.nodes[int(owner[-1])].kill(signal.SIGKILL)
-    wait_for(lambda: "d0.w" not in run(cluster, "regquery", "-n", "automount", "1"),
+    wait_for(lambda: "d5.w" not in run(cluster, "regquery", "-n", "automount", "1"),
              timeout=12, interval=0.3, what="refresh --watch to drop the dead node's disk")
     watcher.stop()
