@@ -21,8 +21,10 @@ from geryon.chunkfs.disk import Disk
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
+from geryon.ns.client import RemoteError
 from geryon.ns.server import Server
 from geryon.registry.client import Registrar
+from geryon.retry import Backoff
 
 log = logging.getLogger("geryon.node")
 
@@ -178,12 +180,20 @@ class Node:
         if not self.chunks_dir.is_dir():
             raise GeryonError(f"chunk directory {self.chunks_dir} does not exist; make it, or "
                               "start with --new-chunks N to create chunks there")
-        await self.registrar.connect()
+        backoff = Backoff(initial=0.5, cap=5.0)
+        while True:  # at boot the registry may not be up yet: wait for it
+            try:
+                await self.registrar.connect()
+                break
+            except RemoteError as err:
+                log.warning("%s; trying again", err)
+                await asyncio.sleep(backoff.delay())
         host = self.listen_host or self.registrar.local_host
         for path in chunk_files(self.chunks_dir):
             served = ServedChunk(self, path)
             await served.server.start(f"tcp!{host}!0")
-            served.name = f"tcp!{self.registrar.local_host}!{served.server.port}"
+            named_host = host if host not in ("*", "") else self.registrar.local_host
+            served.name = f"tcp!{named_host}!{served.server.port}"
             await self.registrar.add(served.name, served.attrs())
             self.chunks.append(served)
             log.info("serving %s as %s", path, served.name)

@@ -179,3 +179,73 @@ def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     wait_for(lambda: "d5.w" not in run(cluster, "regquery", "-n", "automount", "1"),
              timeout=12, interval=0.3, what="refresh --watch to drop the dead node's disk")
     watcher.stop()
+
+
+def disk_address(cluster, node="node0", chunk="chunk1"):
+    return run(cluster, "regquery", "-n", "resource", "kfs", "host", node, "id", chunk).strip()
+
+
+def test_a_failed_write_stores_nothing_and_a_file_being_made_can_be_stated(cluster):
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client, RemoteError
+    addr = disk_address(cluster)
+
+    async def scenario():
+        client = await Client.connect(addr, Identity(cluster.home))
+        try:
+            sftp = await client.main()
+            f = await client.open("/partial", "w")
+            await f.write(b"x" * 1000)
+            assert (await sftp.stat("/partial")).size == 1000  # visible while being made
+            f.offset = 2_000_000  # past the disk's capacity
+            with pytest.raises(RemoteError, match="more than this disk"):
+                await f.write(b"y")
+            await f.close()
+            return await client.ls("/")
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == []  # all or nothing: nothing
+
+
+def test_sftp_put_p_keeps_mode_and_time(cluster, tmp_path):
+    import os
+    addr = disk_address(cluster)
+    _, host, port = addr.split("!")
+    local = tmp_path / "script"
+    local.write_text("#!/bin/sh\necho hi\n")
+    os.chmod(local, 0o750)
+    os.utime(local, (1_000_000_000, 1_000_000_000))
+    result = subprocess.run(
+        ["sftp", *ssh_options(cluster.home), "-P", port, "-b", "-", f"admin-1@{host}"],
+        input=f"put -p {local} script\nls -l script\n", capture_output=True, text=True,
+        timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "-rwxr-x---" in result.stdout
+    assert "2001" in result.stdout  # 1e9 s is September 2001
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client
+
+    async def mode():
+        client = await Client.connect(addr, Identity(cluster.home))
+        try:
+            attrs = await (await client.main()).stat("/script")
+            return attrs.permissions & 0o777, attrs.mtime
+        finally:
+            await client.close()
+
+    assert asyncio.run(mode()) == (0o750, 1_000_000_000)
+
+
+def test_tar_members_keep_their_dot_names(cluster, tmp_path):
+    import tarfile
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ".profile").write_text("export A=1\n")
+    (src / "plain").write_text("plain\n")
+    archive = tmp_path / "home.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(src, arcname=".")
+    run(cluster, "load", "--app", "home", str(archive))
+    assert run(cluster, "ls", "d0.home").split() == [".profile", "plain"]
+    assert run(cluster, "cat", "d0.home:.profile") == "export A=1\n"

@@ -273,3 +273,14 @@ def test_ssh_exec_on_the_registry_is_refused_plainly(home, registry):
                             timeout=30)
     assert result.returncode == 1
     assert "this server runs no commands; use sftp" in result.stderr
+
+
+def test_listening_on_any_address_is_one_port_for_ipv4_and_ipv6(home, tmp_path):
+    registry = start_registry(home, host="*")
+    try:
+        assert registry.port > 0
+        for host in ("127.0.0.1", "::1"):
+            result = geryon(home, "regquery", "-R", f"tcp!{host}!{registry.port}")
+            assert result.returncode == 0, result.stderr
+    finally:
+        registry.stop()

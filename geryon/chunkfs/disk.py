@@ -39,6 +39,9 @@ class Disk:
     def __init__(self, chunk: Chunk, on_change=None):
         self.chunk = chunk
         self.on_change = on_change or (lambda: None)
+        # Files created but not closed yet: they exist for stat (sshfs stats what it
+        # opens) though nothing is in the chunk until the close.
+        self.creating: dict[str, "DiskHandle"] = {}
 
     def node(self, entry):
         return DiskDir(self, entry.path) if entry.is_dir else DiskFile(self, entry.path)
@@ -60,7 +63,8 @@ class DiskNode:
             if not self.path:
                 return Stat(True, 0, time.time(), caller.may(self.writers))
             entry = self.disk.chunk.stat(self.path)
-        return Stat(entry.is_dir, entry.size, entry.mtime, caller.may(self.writers))
+        return Stat(entry.is_dir, entry.size, entry.mtime, caller.may(self.writers),
+                    entry.mode)
 
     def set_attributes(self, caller, mode=None, mtime=None):
         if self.path:
@@ -76,6 +80,8 @@ class DiskDir(DiskNode, Dir):
 
     def child(self, name, caller):
         path = join(self.path, name)
+        if path in self.disk.creating:
+            return DiskFile(self.disk, path, new=True)
         with as_ns_errors():
             if not self.disk.chunk.exists(path):
                 return None
@@ -108,26 +114,43 @@ class DiskFile(DiskNode, File):
         self.new = new
 
     def stat(self, caller):
-        if self.new:
-            return Stat(False, 0, time.time(), caller.may(self.writers))
+        pending = self.disk.creating.get(self.path)
+        if pending is not None:
+            return Stat(False, len(pending.data), time.time(), caller.may(self.writers),
+                        pending.mode)
         return super().stat(caller)
 
     async def open(self, caller, read, write):
-        content = b""
-        if not self.new:
-            with as_ns_errors():
-                content = self.disk.chunk.read(self.path)
-        return DiskHandle(self, content, write)
+        if self.new or self.path in self.disk.creating:
+            handle = DiskHandle(self, b"", write, 0o644)
+            if write:
+                self.disk.creating[self.path] = handle
+            return handle
+        with as_ns_errors():
+            entry = self.disk.chunk.stat(self.path)
+            content = self.disk.chunk.read(self.path)
+        return DiskHandle(self, content, write, entry.mode)
 
 
 class DiskHandle(Handle):
-    """An open disk file: reads by offset; writes are kept until close."""
+    """An open disk file: reads by offset; writes are kept until close, and then stored
+    whole, or not at all if any write failed."""
 
-    def __init__(self, file: DiskFile, content: bytes, writable: bool):
+    def __init__(self, file: DiskFile, content: bytes, writable: bool, mode: int):
         self.file = file
         self.data = bytearray(content)
         self.writable = writable
+        self.mode = mode  # a replaced file keeps its mode
+        self.mtime = None
         self.dirty = file.new  # a created file exists once closed, even if empty
+        self.broken = False
+
+    def set_attributes(self, mode=None, mtime=None):
+        if mode is not None:
+            self.mode = mode & 0o7777
+        if mtime is not None:
+            self.mtime = mtime
+        self.dirty = self.dirty or self.writable
 
     async def read(self, offset, size):
         return bytes(self.data[offset:offset + size])
@@ -138,6 +161,7 @@ class DiskHandle(Handle):
         end = offset + len(data)
         capacity = self.file.disk.chunk.capacity
         if end > capacity:
+            self.broken = True  # what was written so far must not be stored at close
             raise NsError(f"{self.file.path}: file would be {end} bytes, more than this disk "
                           f"of {capacity} bytes can hold")
         if end > len(self.data):
@@ -155,10 +179,14 @@ class DiskHandle(Handle):
         self.dirty = True
 
     async def close(self):
-        if self.writable and self.dirty:
+        creating = self.file.disk.creating
+        if creating.get(self.file.path) is self:
+            del creating[self.file.path]
+        if self.writable and self.dirty and not self.broken:
             self.dirty = False
             with as_ns_errors():
-                self.file.disk.chunk.write(self.file.path, bytes(self.data))
+                self.file.disk.chunk.write(self.file.path, bytes(self.data), self.mode,
+                                           self.mtime)
             self.file.disk.on_change()
 
     def size(self):

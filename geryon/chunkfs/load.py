@@ -72,7 +72,7 @@ def gather(sources) -> list[Item]:
             tar = tarfile.open(source)
             for member in tar:
                 if member.isreg():
-                    items.append(Item(member.name.lstrip("./"), member.size,
+                    items.append(Item(tar_path(member.name), member.size,
                                       lambda m=member, t=tar: t.extractfile(m).read(),
                                       member.mode & 0o777, member.mtime))
         elif source.is_file():
@@ -82,6 +82,13 @@ def gather(sources) -> list[Item]:
         else:
             raise LoadError(f"{source}: no such file or directory")
     return items
+
+
+def tar_path(name: str) -> str:
+    """A tar member's name as a path on the disk: `./a/b` and `/a/b` are `a/b`."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
 
 
 def split_lines(item: Item, limit: int) -> list[Item]:
@@ -214,7 +221,9 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
     db = Database(ndb_path)
     todo = await targets(registry, db, app)
     if not todo:
-        raise LoadError("no empty chunks are registered: start nodes with --new-chunks N")
+        raise LoadError("no empty chunks are free for new disks (registered, and not named "
+                        "for another disk in the ndb file): add some with `geryon node "
+                        "--new-chunks N`")
     items = check_sizes(gather(sources), min(t.capacity for t in todo), split)
     if not items:
         raise LoadError("nothing to load: the sources hold no files")
@@ -237,15 +246,16 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
             start = next_start
         if upload is not None:
             done.append(await upload)
-        if start < len(items):
-            raise LoadError(f"ran out of empty chunks with {len(items) - start} files left "
-                            f"(from {items[start].path}); loaded {len(done)} disks; add "
-                            "chunks (geryon node --new-chunks N) and load the rest")
     finally:
         for leftover in Path(scratch).iterdir():
             leftover.unlink()
         os.rmdir(scratch)
-    await Refresher(registry, ndb_path).refresh()
+    await Refresher(registry, ndb_path).refresh()  # usable even if the load stopped short
+    if start < len(items):
+        raise LoadError(f"ran out of empty chunks with {len(items) - start} files left "
+                        f"(from {items[start].path}); the {len(done)} disks filled are named "
+                        "and registered; add chunks (geryon node --new-chunks N) and load "
+                        "the rest")
     return done
 
 

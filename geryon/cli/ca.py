@@ -77,6 +77,7 @@ def sign(pubkey, user, roles, hosts, days):
     authority = CertificateAuthority.at()
     if user:
         cert = authority.sign_user(key, user, role_list(roles), days * 86400)
+        authority.claim_identity(user, renew=True)  # so that no join takes this name
     else:
         cert = authority.sign_host(key, list(hosts), days * 86400)
     out = pubkey[:-4] + "-cert.pub" if pubkey.endswith(".pub") else pubkey + "-cert.pub"

@@ -316,4 +316,4 @@ def get(registry, spec, dest):
     """
     from geryon.chunkfs.fetch import fetch
     count = with_disk(spec, registry, lambda disk, path: fetch(disk, path, dest))
-    click.echo(f"{count} files", err=True)
+    click.echo(f"{count} file{'s' if count != 1 else ''}", err=True)

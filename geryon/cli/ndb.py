@@ -7,7 +7,7 @@ is printed, so scripts can test it quietly), 2 when the file cannot be read.
 import click
 
 from geryon.cli import CONTEXT_SETTINGS
-from geryon.ndb import DEFAULT_PATH, Database, NdbError, format_line
+from geryon.ndb import Database, NdbError, format_line
 from geryon.quote import quote
 
 NO_MATCH, TROUBLE = 1, 2
@@ -25,8 +25,9 @@ def ndb():
 
 @ndb.command(context_settings=CONTEXT_SETTINGS)
 @click.option("-a", "every", is_flag=True, help="Print every match, not just the first.")
-@click.option("-f", "path", default=DEFAULT_PATH, show_default=True, metavar="FILE",
-              help="The ndb file to search (its database= entry may list more).")
+@click.option("-f", "path", default="", metavar="FILE",
+              help="The ndb file to search (its database= entry may list more); default: "
+                   "the ndb setting, $GERYON_HOME/ndb/cluster.")
 @click.argument("attr")
 @click.argument("value", required=False)
 @click.argument("rattr", required=False)
@@ -51,7 +52,8 @@ def query(ctx, every, path, attr, value, rattr):
       d1.mbox
       ...
     """
-    db = Database(path)
+    from geryon.config import Config
+    db = Database(path or Config.load().ndb_path)
     try:
         if rattr is None:
             entries = db.query_all(attr, value) if every else [db.query(attr, value)]

@@ -143,13 +143,15 @@ class CertificateAuthority:
         db.execute("create table if not exists identity (name text primary key, since real)")
         return db
 
-    def claim_identity(self, name: str) -> None:
-        """Record an identity as taken; a join may not take one that another holds."""
+    def claim_identity(self, name: str, renew: bool = False) -> None:
+        """Record an identity as taken; a join may not take one that another holds.
+        renew: the CA's own operator signs for the name again, taken or not."""
         check_name(name)
         db = self._tokens()
         try:
             with db:
-                db.execute("insert into identity values (?, ?)", (name, time.time()))
+                db.execute(f"insert {'or ignore' if renew else ''} into identity values (?, ?)",
+                           (name, time.time()))
         except sqlite3.IntegrityError:
             raise CAError(f"identity {name!r} is taken in this cluster; join with another "
                           "--name") from None

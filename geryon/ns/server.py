@@ -9,6 +9,7 @@ connection the enrolment tree only (see geryon.ns.enrol).
 
 import asyncio
 import logging
+import socket
 
 import asyncssh
 
@@ -100,8 +101,14 @@ class Server:
     async def start(self, address: str | dial.Address = "tcp!127.0.0.1!0") -> "Server":
         """Listen on a dial string (port 0: any free port); self.port tells which."""
         addr = dial.parse(address) if isinstance(address, str) else address
+        sock = None
+        if addr.any_host:
+            # One socket for IPv4 and IPv6 alike, so that '*' with port 0 is one port.
+            family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
+            sock = socket.create_server(("", addr.port), family=family, reuse_port=False,
+                                        dualstack_ipv6=family == socket.AF_INET6)
         self.listener = await asyncssh.listen(
-            addr.bind_host() or None, addr.port,
+            None if sock else addr.host, None if sock else addr.port, sock=sock,
             server_factory=lambda: _Session(self),
             sftp_factory=self._sftp, allow_scp=False,
             process_factory=self._process,

@@ -91,7 +91,7 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     def attrs(self, node) -> asyncssh.SFTPAttrs:
         st = node.stat(self.caller)
-        perm = 0o444 | (0o222 if st.writable else 0)
+        perm = st.mode & 0o777 if st.mode is not None else 0o444 | (0o222 if st.writable else 0)
         if st.is_dir:
             mode = statmod.S_IFDIR | perm | 0o111
         else:
@@ -168,6 +168,9 @@ class TreeSFTPServer(asyncssh.SFTPServer):
     async def fsetstat(self, handle, attrs):
         if attrs.size is not None:
             await handle.truncate(attrs.size)
+        if attrs.permissions is not None or attrs.mtime is not None:
+            handle.set_attributes(None if attrs.permissions is None
+                                  else attrs.permissions & 0o7777, attrs.mtime)
 
     async def scandir(self, path):
         try:

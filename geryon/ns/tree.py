@@ -79,6 +79,7 @@ class Stat:
     size: int = 0
     mtime: float = 0.0
     writable: bool = False
+    mode: int | None = None  # stored permission bits, where the tree keeps them
 
 
 class Node:
@@ -145,6 +146,9 @@ class Handle:
 
     async def truncate(self, size: int) -> None:
         """Cut the file to size (files that are messages, not content, ignore it)."""
+
+    def set_attributes(self, mode: int | None = None, mtime: float | None = None) -> None:
+        """Set mode or mtime through the open file (trees that keep none ignore it)."""
 
     async def close(self) -> None:
         pass
