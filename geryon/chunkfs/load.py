@@ -45,7 +45,7 @@ class Item:
 
 @dataclass
 class Target:
-    """An empty chunk that will become disk `name`."""
+    """An empty chunk that will become disk `name` (a new disk is named when filled)."""
 
     name: str
     host: str
@@ -149,8 +149,9 @@ def pack(items: list[Item], start: int, capacity: int, directory: str) -> tuple[
     return image, i, packed
 
 
-async def targets(registry: Client, db: Database, app: str) -> list[Target]:
-    """Empty disks to fill, in order: named ones of the app first, then free chunks."""
+async def targets(registry: Client, db: Database, app: str) -> tuple[list[Target], int]:
+    """Empty disks to fill, in order: named ones of the app first, then free chunks; and
+    the number the next new disk of the app gets."""
     from geryon.registry.client import query
     chunks = {(s.attrs.get("host"), s.attrs.get("id")): s
               for s in await query(registry, "resource", "kfs")}
@@ -187,12 +188,10 @@ async def targets(registry: Client, db: Database, app: str) -> list[Target]:
         for host in sorted(by_host):
             if by_host[host]:
                 spread.append(by_host[host].pop(0))
-    next_number = max(numbers, default=-1) + 1
     for service in spread:
-        out.append(Target(f"d{next_number}.{app}", service.attrs["host"], service.attrs["id"],
-                          service.name, int(service.attrs["size"]), False))
-        next_number += 1
-    return out
+        out.append(Target("", service.attrs["host"], service.attrs["id"], service.name,
+                          int(service.attrs["size"]), False))
+    return out, max(numbers, default=-1) + 1
 
 
 def name_disk(ndb_path: Path, target: Target) -> None:
@@ -219,7 +218,7 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
     if not re.fullmatch(r"[A-Za-z0-9_-]+", app):
         raise LoadError(f"application name {app!r}: use letters, digits, '-' and '_' only")
     db = Database(ndb_path)
-    todo = await targets(registry, db, app)
+    todo, number = await targets(registry, db, app)
     if not todo:
         raise LoadError("no empty chunks are free for new disks (registered, and not named "
                         "for another disk in the ndb file): add some with `geryon node "
@@ -228,21 +227,46 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
     if not items:
         raise LoadError("nothing to load: the sources hold no files")
     done: list[Loaded] = []
+    spare = iter(todo)
+    numbers = iter(range(number, number + len(todo)))
+
+    async def send(target: Target, image: Path, count: int, packed: int) -> Loaded:
+        """Fill target with the image; a chunk written since we looked is passed over."""
+        from geryon.chunkfs.remote import run
+        try:
+            while True:
+                try:
+                    async with await Client.connect(target.addr, identity,
+                                                    keepalive=keepalive) as disk:
+                        await run(disk, "image-put", image.read_bytes())
+                    break
+                except GeryonError as err:
+                    if "is not empty" not in str(err):
+                        raise
+                    target = next((t for t in spare if t.capacity == target.capacity), None)
+                    if target is None:
+                        raise LoadError(f"{err}; and no other empty chunk is left") from None
+        finally:
+            image.unlink(missing_ok=True)
+        if not target.named:
+            target.name = f"d{next(numbers)}.{app}"
+            name_disk(ndb_path, target)
+        if progress:
+            progress(packed)
+        return Loaded(target.name, target.host, count, packed)
+
     scratch = tempfile.mkdtemp(prefix="geryon-load-")
+    start = 0
     try:
-        start, upload = 0, None
-        for target in todo:
+        upload = None
+        for target in spare:
             if start >= len(items):
                 break
             image, next_start, packed = await asyncio.to_thread(
                 pack, items, start, target.capacity, scratch)
             if upload is not None:
-                done.append(await upload)
-            count = next_start - start
-            upload = asyncio.ensure_future(
-                send(target, image, count, packed, ndb_path, identity, keepalive, run))
-            if progress:
-                upload.add_done_callback(lambda _, n=packed: progress(n))
+                done.append(await upload)  # one send at a time: disks are named in order
+            upload = asyncio.ensure_future(send(target, image, next_start - start, packed))
             start = next_start
         if upload is not None:
             done.append(await upload)
@@ -257,14 +281,3 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
                         "and registered; add chunks (geryon node --new-chunks N) and load "
                         "the rest")
     return done
-
-
-async def send(target, image, count, packed, ndb_path, identity, keepalive, run) -> Loaded:
-    try:
-        async with await Client.connect(target.addr, identity, keepalive=keepalive) as disk:
-            await run(disk, "image-put", image.read_bytes())
-    finally:
-        image.unlink(missing_ok=True)
-    if not target.named:
-        name_disk(ndb_path, target)
-    return Loaded(target.name, target.host, count, packed)

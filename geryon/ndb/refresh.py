@@ -22,6 +22,8 @@ from geryon.registry.core import Service
 
 log = logging.getLogger("geryon.refresh")
 
+GRACE = 3.0  # seconds after dialling the registry before refresh --watch removes entries
+
 
 class RefreshError(GeryonError):
     """A disk refresh could not bring into the registry."""
@@ -72,8 +74,9 @@ def desired(disk: Disk, chunk: Service) -> dict:
     return attrs
 
 
-def plan(disks: list[Disk], services: list[Service]) -> list[Action]:
-    """What to do so the registry's disk entries match the ndb file and the live chunks."""
+def plan(disks: list[Disk], services: list[Service], remove: bool = True) -> list[Action]:
+    """What to do so the registry's disk entries match the ndb file and the live chunks
+    (remove=False: add and update only, leave entries whose chunk is missing)."""
     chunks = {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
               if s.attrs.get("resource") == "kfs"}
     current = {s.name: s for s in services if "automount" in s.attrs}
@@ -92,7 +95,7 @@ def plan(disks: list[Disk], services: list[Service]) -> list[Action]:
             # an attribute that must go cannot be unset in place: replace the entry
             op = "update" if set(have.attrs) <= set(attrs) else "replace"
             actions.append(Action(op, disk.name, tuple(attrs.items())))
-    for name in sorted(set(current) - wanted):
+    for name in sorted(set(current) - wanted) if remove else ():
         actions.append(Action("remove", name))
     return actions
 
@@ -108,12 +111,12 @@ class Refresher:
         from geryon.registry.client import query
         return await query(self.client)
 
-    async def refresh(self) -> list[Action]:
+    async def refresh(self, remove: bool = True) -> list[Action]:
         """Bring the registry in line once; return what was done."""
         if not Path(self.db.path).exists():
             raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or give "
                                "--ndb FILE")
-        actions = plan(disks_of(self.db.entries()), await self.services())
+        actions = plan(disks_of(self.db.entries()), await self.services(), remove)
         failed = []
         for action in actions:
             try:
@@ -139,8 +142,11 @@ class Refresher:
             await self.client.write(f"/{action.name}", line)
         log.info("%s", action)
 
-    async def watch(self, interval: float = 0.5, on_done=None) -> None:
-        """Refresh now and whenever the registry or the ndb file changes."""
+    async def watch(self, interval: float = 0.5, on_done=None, grace: float = GRACE) -> None:
+        """Refresh now and whenever the registry or the ndb file changes.
+
+        For `grace` seconds after dialling, nothing is removed: the registry may just have
+        restarted, and nodes take a moment to register their chunks again."""
         from geryon.registry.client import watch
         changed = asyncio.Event()
 
@@ -150,15 +156,20 @@ class Refresher:
 
         follower = asyncio.ensure_future(follow_registry())
         stamp = None
+        loop = asyncio.get_running_loop()
+        removals_from = loop.time() + grace
+        deferred = False  # a refresh ran in the grace period: run one more after it
         try:
             while not follower.done():
                 new_stamp = self.db.files() if Path(self.db.path).exists() else None
                 stamps = _stamps(new_stamp or [])
-                if changed.is_set() or stamps != stamp:
+                may_remove = loop.time() >= removals_from
+                if changed.is_set() or stamps != stamp or (deferred and may_remove):
                     changed.clear()
                     stamp = stamps
+                    deferred = not may_remove
                     try:
-                        actions = await self.refresh()
+                        actions = await self.refresh(remove=may_remove)
                         if on_done:
                             on_done(actions)
                     except GeryonError as err:
