@@ -124,18 +124,24 @@ class ServedChunk:
         incoming = self.path.with_name(f".{self.id}.incoming")
         try:
             await self.receive(process, incoming)
-            with Chunk.open(incoming, readonly=True) as image:
+            image = Chunk.open(incoming)  # checks every record, and holds the write lock
+            try:
                 if image.repair:
                     raise GeryonError(f"image is cut short: {image.repair}")
                 if image.capacity > self.chunk.capacity:
                     raise GeryonError(f"image holds a chunk of {image.capacity} bytes, more "
                                       f"than {self.path}'s {self.chunk.capacity}")
                 files = sum(1 for e in image.walk() if not e.is_dir)
-            self.chunk.close()
-            try:
-                os.replace(incoming, self.path)
-            finally:
-                self.chunk = self.disk.chunk = Chunk.open(self.path)
+                self.chunk.close()
+                try:
+                    image.move(self.path)
+                except OSError:
+                    self.chunk = self.disk.chunk = Chunk.open(self.path)
+                    raise
+            except BaseException:
+                image.close()
+                raise
+            self.chunk = self.disk.chunk = image
         except ChunkError as err:
             raise GeryonError(f"image refused: {err}") from None
         finally:

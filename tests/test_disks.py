@@ -60,8 +60,7 @@ def test_load_refresh_disks_cat_get_round_trip(cluster, tmp_path):
     assert all(row.split()[-1] == "live" for row in disks[1:])
     # every file comes back whole, from whichever disk holds it
     back = tmp_path / "back"
-    for name in names:
-        run(cluster, "get", name, str(back))
+    run(cluster, "get", *names, str(back))  # every disk at once
     assert not filecmp.dircmp(corpus, back).diff_files
     assert sorted(p.relative_to(back) for p in back.rglob("*")) == \
         sorted(p.relative_to(corpus) for p in corpus.rglob("*"))

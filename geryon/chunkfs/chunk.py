@@ -244,25 +244,32 @@ class Chunk:
 
     # Changing.
 
-    def write(self, path, data, mode=0o644, mtime=None):
+    def write(self, path, data, mode=0o644, mtime=None, *, packed=None):
         """Make `path` a file holding `data`, replacing any file there; return its Entry.
 
         Missing parent directories are made (mode 0755). mtime is in seconds since the epoch
         (now if None). A file larger than the chunk's capacity is refused with ChunkFull, as
         is one that does not fit in the free space; either way nothing is written.
+        packed: (size, flags, body) as record.pack() made them elsewhere, in place of data
+        (so that a loader can compress in other processes).
         """
-        data = bytes(data)
+        if packed is not None:
+            size, flags, body = packed
+        else:
+            data = bytes(data)
+            size = len(data)
         with self._naming():
             path = self._changeable(normalise(path))
             parents = self._tree.missing_parents(path)
             if not parents:
                 self._tree.check(Record(0, Kind.FILE, path))
-        self.check_size(path, len(data))
-        flags, body = pack(data, self._compressor)
+        self.check_size(path, size)
+        if packed is None:
+            flags, body = pack(data, self._compressor)
         now = time.time_ns()
         records = [(Kind.DIR, directory, {"mode": 0o755, "mtime_ns": now})
                    for directory in parents]
-        records.append((Kind.FILE, path, {"mode": _mode(self, mode), "size": len(data),
+        records.append((Kind.FILE, path, {"mode": _mode(self, mode), "size": size,
                                           "mtime_ns": _mtime_ns(self, mtime, now),
                                           "flags": flags, "body": body}))
         self._append(records, path)
@@ -383,11 +390,25 @@ class Chunk:
             self._truncate(start, f"undo a failed write of {what!r}")
             raise ChunkError(f"chunk {self.path}: cannot write {what!r}: {err.strerror}; "
                              "nothing was written", err.errno) from None
-        for piece_offset in _offsets(start, pieces):
-            self._tree.apply(decode(blob, piece_offset, base=start))
+        # The records are known: apply them as they were encoded, not decoded back.
+        for piece_offset, piece, (kind, path, fields) in zip(_offsets(start, pieces), pieces,
+                                                             records):
+            body = fields.get("body", b"")
+            self._tree.apply(Record(
+                piece_offset, kind, path, fields.get("mode", 0), fields.get("mtime_ns", 0),
+                fields.get("size", 0), fields.get("flags", 0),
+                body.decode("utf-8") if kind == Kind.RENAME else "", len(body), len(piece)))
         self._end = offset
 
     # Upkeep.
+
+    def move(self, target):
+        """Move this open chunk's file to `target` (atomically replacing any file there)
+        and go on using it under that name: how a checked image is swapped in."""
+        self._writable()
+        os.replace(self.path, target)
+        self.path = os.fspath(target)
+        _sync_dir(self.path)
 
     def compact(self):
         """Rewrite the chunk with only its live records; return the bytes freed.

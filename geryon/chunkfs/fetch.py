@@ -1,8 +1,10 @@
 """Copy from a remote disk to local files: a whole disk as one chunk image (fast), or a
 file or tree over SFTP."""
 
+import asyncio
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
@@ -24,27 +26,70 @@ def place(dest: Path, relative: str, data: bytes, mode: int | None, mtime: float
 
 
 def unpack_image(image: Path, dest: Path) -> int:
+    """Write every file of a chunk image under dest.  The chunk format already refuses
+    paths that climb out, so directories are made once each and files written directly."""
     count = 0
+    made = set()
+    top = os.fspath(dest)
     with Chunk.open(image, readonly=True) as chunk:
         for entry in chunk.walk():
+            target = os.path.join(top, entry.path)
             if entry.is_dir:
-                (dest / entry.path).mkdir(parents=True, exist_ok=True)
-            else:
-                place(dest, entry.path, chunk.read(entry.path), entry.mode, entry.mtime)
-                count += 1
+                if target not in made:
+                    os.makedirs(target, exist_ok=True)
+                    made.add(target)
+                continue
+            parent = os.path.dirname(target)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, entry.mode & 0o777)
+            with os.fdopen(fd, "wb") as f:
+                f.write(chunk.read(entry.path))
+            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
+            count += 1
+    return count
+
+
+async def fetch_all(registry: Client, specs, dest: str, *, identity=None,
+                    keepalive: float = 1.0) -> int:
+    """Copy each DISK[:PATH] to dest; return how many files were written.
+
+    Whole disks are fetched together and unpacked in a pool of processes (unpacking is
+    Python work per file, so threads would share one core); paths go one by one over SFTP."""
+    from geryon.chunkfs.remote import dial_disk, split_spec
+    wanted = [split_spec(spec) for spec in specs]
+    whole = [name for name, path in wanted if not path]
+    count = 0
+    if whole:
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        with tempfile.TemporaryDirectory(prefix="geryon-get-") as scratch, \
+                ProcessPoolExecutor(min(len(whole), os.cpu_count() or 2)) as pool:
+
+            async def one(name: str) -> int:
+                disk = await dial_disk(registry, name, identity, keepalive)
+                try:
+                    image = Path(scratch) / name
+                    image.write_bytes(await run(disk, "image-get"))
+                finally:
+                    await disk.close()
+                return await loop.run_in_executor(pool, unpack_image, image, Path(dest))
+
+            count += sum(await asyncio.gather(*(one(name) for name in whole)))
+    for name, path in wanted:
+        if path:
+            disk = await dial_disk(registry, name, identity, keepalive)
+            try:
+                count += await fetch(disk, path, dest)
+            finally:
+                await disk.close()
     return count
 
 
 async def fetch(disk: Client, path: str, dest: str) -> int:
-    """Copy disk:path to dest; return how many files were written."""
+    """Copy the file or tree disk:path to dest over SFTP; return how many files."""
     dest = Path(dest)
-    if not path:
-        data = await run(disk, "image-get")
-        with tempfile.NamedTemporaryFile(prefix="geryon-image-") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            dest.mkdir(parents=True, exist_ok=True)
-            return unpack_image(Path(tmp.name), dest)
     sftp = await disk.main()
     try:
         attrs = await sftp.stat("/" + path)

@@ -10,37 +10,27 @@ empty unnamed chunks, taken round-robin across nodes so the disks spread out.
 """
 
 import asyncio
+import multiprocessing
 import os
 import re
-import tarfile
 import tempfile
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
 from geryon.chunkfs.errors import ChunkFull
 from geryon.chunkfs.record import HEADER_SIZE
+from geryon.chunkfs.sources import Item, LoadError, check_sizes, prepare
 from geryon.errors import GeryonError
 from geryon.ndb.database import Database
 from geryon.ndb.refresh import Refresher, disks_of
 from geryon.ns.client import Client
 
-SPLIT_MARGIN = 0.9  # a piece of a split file is at most this share of a disk, before zstd
-
-
-class LoadError(GeryonError):
-    """Files that cannot be loaded as asked."""
-
-
-@dataclass
-class Item:
-    """One file to load: where it goes on the disk and how to get its bytes."""
-
-    path: str
-    size: int
-    read: object  # () -> bytes
-    mode: int = 0o644
-    mtime: float | None = None
+DEFAULT_LOAD_LEVEL = 1  # zstd -1: fast, as `tar | zstd -1`; higher levels fit more per disk
+BATCH = 256  # files a worker reads and compresses at a time
+AHEAD = 4  # batches handed out ahead of the packing
 
 
 @dataclass
@@ -55,98 +45,68 @@ class Target:
     named: bool  # the ndb file names it already
 
 
-def gather(sources) -> list[Item]:
-    """The files to load from directories (paths relative to them), tar files and files."""
-    items = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            for root, dirs, files in os.walk(source):
-                dirs.sort()
-                for name in sorted(files):
-                    path = Path(root) / name
-                    if path.is_file() and not path.is_symlink():
-                        st = path.stat()
-                        items.append(Item(path.relative_to(source).as_posix(), st.st_size,
-                                          path.read_bytes, st.st_mode & 0o777, st.st_mtime))
-        elif source.is_file() and tarfile.is_tarfile(source):
-            tar = tarfile.open(source)
-            for member in tar:
-                if member.isreg():
-                    items.append(Item(tar_path(member.name), member.size,
-                                      lambda m=member, t=tar: t.extractfile(m).read(),
-                                      member.mode & 0o777, member.mtime))
-        elif source.is_file():
-            st = source.stat()
-            items.append(Item(source.name, st.st_size, source.read_bytes, st.st_mode & 0o777,
-                              st.st_mtime))
-        else:
-            raise LoadError(f"{source}: no such file or directory")
-    return items
+class Packer:
+    """Fills chunk images with items in order.  Worker processes read and compress the
+    files a batch at a time, ahead of need; this side only appends the records, so the
+    two cores both work.  What does not fit one image starts the next, compressed once."""
 
+    def __init__(self, items: list[Item], level: int, directory: str):
+        self.items = items
+        self.level = level
+        self.directory = directory
+        # forkserver: workers are not forked from a process with threads and an event loop
+        self.pool = ProcessPoolExecutor(min(2, os.cpu_count() or 1),
+                                        mp_context=multiprocessing.get_context("forkserver"))
+        self.batches = deque()  # futures of prepare(), in order
+        self.next_batch = 0  # first item not yet handed to a worker
+        self.ready = deque()  # (item, packed) in order, prepared
+        self.done = 0  # items packed into images
 
-def tar_path(name: str) -> str:
-    """A tar member's name as a path on the disk: `./a/b` and `/a/b` are `a/b`."""
-    while name.startswith("./"):
-        name = name[2:]
-    return name.lstrip("/")
+    def _fill(self) -> None:
+        while len(self.batches) < AHEAD and self.next_batch < len(self.items):
+            batch = self.items[self.next_batch:self.next_batch + BATCH]
+            self.batches.append((batch, self.pool.submit(prepare, batch, self.level)))
+            self.next_batch += len(batch)
 
+    def _next(self):
+        if not self.ready:
+            self._fill()
+            if not self.batches:
+                return None
+            batch, future = self.batches.popleft()
+            self.ready.extend(zip(batch, future.result()))
+            self._fill()
+        return self.ready[0]
 
-def split_lines(item: Item, limit: int) -> list[Item]:
-    """Cut a file at line boundaries into pieces of at most limit bytes: PATH.000, ..."""
-    data, pieces, start = item.read(), [], 0
-    while start < len(data):
-        end = min(start + limit, len(data))
-        if end < len(data):
-            cut = data.rfind(b"\n", start, end)
-            if cut < start:
-                raise LoadError(f"{item.path}: a line longer than {limit} bytes cannot be split "
-                                "at a line boundary")
-            end = cut + 1
-        piece = data[start:end]
-        pieces.append(Item(f"{item.path}.{len(pieces):03d}", len(piece),
-                           lambda p=piece: p, item.mode, item.mtime))
-        start = end
-    return pieces
+    def pack(self, capacity: int) -> tuple[Path, int, int]:
+        """Make the next image: (its path, how many items, bytes of file data)."""
+        fd, name = tempfile.mkstemp(prefix="geryon-load-", dir=self.directory)
+        os.close(fd)
+        os.unlink(name)
+        image, count, size = Path(name), 0, 0
+        with Chunk.create(image, capacity, sync=False, level=self.level) as chunk:
+            while (head := self._next()) is not None:
+                item, packed = head
+                try:
+                    chunk.write(item.path, None, item.mode, item.mtime, packed=packed)
+                except ChunkFull:
+                    if count == 0:
+                        raise LoadError(f"{item.path} does not fit on an empty disk of "
+                                        f"{capacity} bytes even compressed") from None
+                    break
+                self.ready.popleft()
+                count, size = count + 1, size + item.size
+        self.done += count
+        return image, count, size
 
+    @property
+    def finished(self) -> bool:
+        return self.done >= len(self.items)
 
-def check_sizes(items: list[Item], capacity: int, split: bool) -> list[Item]:
-    """Refuse (or split) files larger than a disk, before anything is loaded."""
-    room = capacity - HEADER_SIZE - 4096
-    out = []
-    for item in items:
-        if item.size <= room:
-            out.append(item)
-        elif split:
-            out.extend(split_lines(item, int(capacity * SPLIT_MARGIN)))
-        else:
-            raise LoadError(f"{item.path} is {item.size} bytes, larger than a disk of "
-                            f"{capacity} bytes; split it, or load with --split-lines")
-    return out
-
-
-def pack(items: list[Item], start: int, capacity: int, directory: str) -> tuple[Path, int, int]:
-    """Write items[start:] into a new chunk image until one does not fit.
-
-    Returns (image path, index of the first item not packed, bytes of file data packed)."""
-    fd, name = tempfile.mkstemp(prefix="geryon-load-", dir=directory)
-    os.close(fd)
-    os.unlink(name)
-    image = Path(name)
-    packed = 0
-    with Chunk.create(image, capacity, sync=False) as chunk:
-        i = start
-        while i < len(items):
-            item = items[i]
-            try:
-                chunk.write(item.path, item.read(), item.mode, item.mtime)
-            except ChunkFull:
-                if i == start:
-                    raise LoadError(f"{item.path} does not fit on an empty disk of {capacity} "
-                                    "bytes even compressed") from None
-                break
-            packed += item.size
-            i += 1
-    return image, i, packed
+    def close(self) -> None:
+        for _, future in self.batches:
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 async def targets(registry: Client, db: Database, app: str) -> tuple[list[Target], int]:
@@ -211,10 +171,10 @@ class Loaded:
     bytes: int
 
 
-async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bool = False,
-               identity=None, keepalive=1.0, progress=None) -> list[Loaded]:
-    """Load the sources into disks of app; return what went where."""
-    from geryon.chunkfs.remote import run
+async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
+               split: bool = False, level: int = DEFAULT_LOAD_LEVEL, identity=None,
+               keepalive=1.0, progress=None) -> list[Loaded]:
+    """Load files (from gather()) into disks of app; return what went where."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", app):
         raise LoadError(f"application name {app!r}: use letters, digits, '-' and '_' only")
     db = Database(ndb_path)
@@ -223,7 +183,7 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
         raise LoadError("no empty chunks are free for new disks (registered, and not named "
                         "for another disk in the ndb file): add some with `geryon node "
                         "--new-chunks N`")
-    items = check_sizes(gather(sources), min(t.capacity for t in todo), split)
+    items = check_sizes(items, min(t.capacity for t in todo), split)
     if not items:
         raise LoadError("nothing to load: the sources hold no files")
     done: list[Loaded] = []
@@ -243,7 +203,7 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
                 except GeryonError as err:
                     if "is not empty" not in str(err):
                         raise
-                    target = next((t for t in spare if t.capacity == target.capacity), None)
+                    target = next((t for t in spare if t.capacity >= target.capacity), None)
                     if target is None:
                         raise LoadError(f"{err}; and no other empty chunk is left") from None
         finally:
@@ -256,28 +216,28 @@ async def load(registry: Client, sources, app: str, ndb_path: Path, *, split: bo
         return Loaded(target.name, target.host, count, packed)
 
     scratch = tempfile.mkdtemp(prefix="geryon-load-")
-    start = 0
+    packer = Packer(items, level, scratch)
     try:
         upload = None
         for target in spare:
-            if start >= len(items):
+            if packer.finished:
                 break
-            image, next_start, packed = await asyncio.to_thread(
-                pack, items, start, target.capacity, scratch)
+            image, count, packed = await asyncio.to_thread(packer.pack, target.capacity)
             if upload is not None:
                 done.append(await upload)  # one send at a time: disks are named in order
-            upload = asyncio.ensure_future(send(target, image, next_start - start, packed))
-            start = next_start
+            upload = asyncio.ensure_future(send(target, image, count, packed))
         if upload is not None:
             done.append(await upload)
     finally:
+        packer.close()
         for leftover in Path(scratch).iterdir():
             leftover.unlink()
         os.rmdir(scratch)
     await Refresher(registry, ndb_path).refresh()  # usable even if the load stopped short
-    if start < len(items):
-        raise LoadError(f"ran out of empty chunks with {len(items) - start} files left "
-                        f"(from {items[start].path}); the {len(done)} disks filled are named "
+    if not packer.finished:
+        left = items[packer.done]
+        raise LoadError(f"ran out of empty chunks with {len(items) - packer.done} files left "
+                        f"(from {left.path}); the {len(done)} disks filled are named "
                         "and registered; add chunks (geryon node --new-chunks N) and load "
                         "the rest")
     return done

@@ -125,10 +125,12 @@ def refresh(ndb, registry, watch, verbose):
 @click.option("--app", required=True, help="application name: disks are d0.APP, d1.APP, ...")
 @click.option("--split-lines", is_flag=True, help="split files larger than a disk at line "
               "boundaries into PATH.000, PATH.001, ...")
+@click.option("--level", default=1, show_default=True, type=click.IntRange(1, 19),
+              help="zstd level: 1 is fast (as zstd -1), higher fits more on each disk")
 @ndb_option
 @registry_option
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
-def load(app, split_lines, ndb, registry, sources):
+def load(app, split_lines, level, ndb, registry, sources):
     """Split directories, tar files or files across new disks of an application.
 
     Files are packed in order into 64 MiB disks on nodes with empty chunks, spread across
@@ -141,21 +143,22 @@ def load(app, split_lines, ndb, registry, sources):
       geryon load --app mbox ~/Mail
       geryon disks
     """
-    from geryon.chunkfs.load import gather, load as load_disks
+    from geryon.chunkfs.load import load as load_disks
+    from geryon.chunkfs.sources import gather
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
     from geryon.registry.client import dial_registry
 
     config = Config.load(registry=registry, ndb=ndb)
-    total = sum(item.size for item in gather(sources))
-    bar = click.progressbar(length=total, label="loading", file=sys.stderr) \
-        if sys.stderr.isatty() else None
+    items = gather(sources)
+    bar = click.progressbar(length=sum(item.size for item in items), label="loading",
+                            file=sys.stderr) if sys.stderr.isatty() else None
 
     async def main():
         client = await dial_registry(config)
         try:
-            return await load_disks(client, sources, app, config.ndb_path, split=split_lines,
-                                    keepalive=float(config.keepalive),
+            return await load_disks(client, items, app, config.ndb_path, split=split_lines,
+                                    level=level, keepalive=float(config.keepalive),
                                     progress=bar.update if bar else None)
         finally:
             await client.close()
@@ -301,19 +304,32 @@ def cat(registry, specs):
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @registry_option
-@click.argument("spec")
-@click.argument("dest", default=".", type=click.Path())
-def get(registry, spec, dest):
-    """Copy a file or a directory tree (or a whole disk) from a disk to DEST.
+@click.argument("args", nargs=-1, required=True, metavar="DISK[:PATH]... [DEST]")
+def get(registry, args):
+    """Copy files, directory trees or whole disks from disks to DEST (default: here).
 
-    A whole disk (no :PATH) is fetched as one chunk image and unpacked here, which is the
-    fast way to export a disk.
+    As with cp, the last argument is DEST when there are two or more.  A whole disk (no
+    :PATH) is fetched as one chunk image and unpacked here; several are fetched at once
+    and unpacked on every core, which is the fast way to export disks.
 
     \b
     Example:
-      geryon get d0.mbox out/       # the whole disk into out/
+      geryon get d0.mbox d1.mbox d2.mbox out/   # three whole disks into out/
       geryon get d0.mbox:inbox/42 .
     """
-    from geryon.chunkfs.fetch import fetch
-    count = with_disk(spec, registry, lambda disk, path: fetch(disk, path, dest))
+    from geryon.chunkfs.fetch import fetch_all
+    from geryon.config import Config
+    from geryon.registry.client import dial_registry
+
+    specs, dest = (args[:-1], args[-1]) if len(args) > 1 else (args, ".")
+    config = Config.load(registry=registry)
+
+    async def main():
+        reg = await dial_registry(config)
+        try:
+            return await fetch_all(reg, specs, dest, keepalive=float(config.keepalive))
+        finally:
+            await reg.close()
+
+    count = run_async(main())
     click.echo(f"{count} file{'s' if count != 1 else ''}", err=True)

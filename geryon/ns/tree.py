@@ -171,13 +171,24 @@ class File(Node):
 
 
 class TextHandle(Handle):
-    """Content made at open, read by offset; writes (if allowed) call on_write, whose
-    returned bytes, if any, become the content (how `find` answers its filter)."""
+    """Content made at open (or at the first read, when given as a function), read by
+    offset; writes (if allowed) call on_write, whose returned bytes, if any, become the
+    content (how `find` answers its filter without first making what it would replace)."""
 
-    def __init__(self, content: bytes = b"", on_write=None, on_close=None):
-        self.content = content
+    def __init__(self, content=b"", on_write=None, on_close=None):
+        self._content = content
         self.on_write = on_write
         self.on_close = on_close
+
+    @property
+    def content(self) -> bytes:
+        if callable(self._content):
+            self._content = self._content()
+        return self._content
+
+    @content.setter
+    def content(self, value: bytes) -> None:
+        self._content = value
 
     async def read(self, offset, size):
         return self.content[offset:offset + size]

@@ -30,9 +30,15 @@ class Service:
     name: str
     attrs: dict
     owner: str
+    _line: str = ""  # the quoted line, kept until the attributes change
 
     def line(self) -> str:
-        return quote.join([self.name, *(w for kv in self.attrs.items() for w in kv)])
+        if not self._line:
+            self._line = quote.join([self.name, *(w for kv in self.attrs.items() for w in kv)])
+        return self._line
+
+    def changed(self) -> None:
+        self._line = ""
 
     @property
     def persistent(self) -> bool:
@@ -144,6 +150,7 @@ class Registry:
         before = dict(service.attrs)
         service.attrs.update(pairs)
         if service.attrs != before:
+            service.changed()
             self._changed("update", service)
         return service
 
@@ -165,7 +172,8 @@ class Registry:
     def find(self, data: bytes) -> list[Service]:
         """Services matching a filter `attr value ...` (value * matches any value)."""
         pairs = parse_pairs(words_of(data, "find filter"), "find filter")
-        return [s for _, s in sorted(self.services.items()) if s.matches(pairs)]
+        return sorted((s for s in self.services.values() if s.matches(pairs)),
+                      key=lambda s: s.name)
 
     def text(self, services) -> bytes:
         return "".join(s.line() + "\n" for s in services).encode()

@@ -72,7 +72,7 @@ class FindFile(RegistryFile):
 
     async def open(self, caller, read, write):
         registry = self.tree.registry
-        return TextHandle(registry.index(),
+        return TextHandle(registry.index,  # made only if read before a filter is written
                           on_write=lambda data: registry.text(registry.find(data)))
 
 
