@@ -122,10 +122,9 @@ class Demo:
         self.env["GERYON_NDB"] = str(ndb)
 
         self.step("three nodes serve chunk disks (256 KiB chunks here, 64 MiB normally)")
-        nodes = []
-        for i in range(3):
-            nodes.append(self.start("node", "--chunks", str(self.dir / f"node{i}"), "--new-chunks", "2",
-                       "--chunk-size", "256K", "--name", f"node{i}", log=f"node{i}"))
+        nodes = [self.start("node", "--chunks", str(self.dir / f"node{i}"), "--new-chunks", "2",
+                            "--chunk-size", "256K", "--name", f"node{i}", log=f"node{i}")
+                 for i in range(3)]
         self.wait_until(lambda: len(self.geryon("regquery", "-n", "resource", "kfs").split())
                         >= 6, "the nodes' chunks to register")
         self.show("geryon regquery resource kfs", self.geryon("regquery", "resource", "kfs"))

@@ -12,7 +12,7 @@ read by the adapter when the `new` file closes (see geryon.registry.tree).
 """
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from geryon import quote
 from geryon.ns.tree import NsError, PermissionDenied
