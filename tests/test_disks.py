@@ -248,3 +248,11 @@ def test_tar_members_keep_their_dot_names(cluster, tmp_path):
     run(cluster, "load", "--app", "home", str(archive))
     assert run(cluster, "ls", "d0.home").split() == [".profile", "plain"]
     assert run(cluster, "cat", "d0.home:.profile") == "export A=1\n"
+
+
+@pytest.mark.parametrize("name", ["event", "new", "index", "find"])
+def test_registry_file_names_are_not_disks(cluster, name):
+    # `event` would otherwise be read as a disk's entry, and a read of `event` waits
+    result = run(cluster, "ls", name, check=False)
+    assert result.returncode == 1
+    assert f"'{name}' is not a disk name" in result.stderr

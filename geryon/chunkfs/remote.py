@@ -22,7 +22,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 async def lookup(registry: Client, disk: str) -> Service:
     """The registry entry of a disk (made by refresh)."""
-    if "/" in disk:
+    from geryon.registry.core import RESERVED
+    if "/" in disk or disk in RESERVED or disk in (".", ".."):
         raise DiskError(f"{disk!r} is not a disk name (disks are named like d0.mbox)")
     try:
         line = (await registry.read(f"/{disk}")).decode().strip()
