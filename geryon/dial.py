@@ -70,7 +70,7 @@ def port_of(svc: str | int, text: str = "") -> int:
         port = svc
     elif svc in SERVICES:
         port = SERVICES[svc]
-    elif svc.isdigit():
+    elif svc.isascii() and svc.isdigit():
         port = int(svc)
     else:
         names = ", ".join(f"{k} ({v})" for k, v in SERVICES.items())

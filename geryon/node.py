@@ -196,7 +196,11 @@ class Node:
                 await asyncio.sleep(backoff.delay())
         host = self.listen_host or self.registrar.local_host
         for path in chunk_files(self.chunks_dir):
-            served = ServedChunk(self, path)
+            try:
+                served = ServedChunk(self, path)
+            except ChunkError as err:  # one bad chunk must not keep the others offline
+                log.error("not serving %s: %s", path, err)
+                continue
             await served.server.start(f"tcp!{host}!0")
             named_host = host if host not in ("*", "") else self.registrar.local_host
             served.name = f"tcp!{named_host}!{served.server.port}"

@@ -130,7 +130,6 @@ def test_only_cpu_and_admin_write_a_disk(cluster, tmp_path):
     assert asyncio.run(attempt(cpu, "/x")) == b"hello"
     # '..' cannot climb out: paths are taken from the disk's root, so this is /y on the disk
     assert asyncio.run(attempt(cpu, "/../../y")) == b"hello"
-    assert run(cluster, "ls", "-R", addr, check=False).returncode != 0  # (not a disk name)
     with pytest.raises(RemoteError, match="NUL"):
         asyncio.run(attempt(cpu, "/z\0"))
 

@@ -158,7 +158,8 @@ def name_disk(ndb_path: Path, target: Target) -> None:
     """Append the disk's entry to the ndb file (made if need be), durably."""
     ndb_path.parent.mkdir(parents=True, exist_ok=True)
     with open(ndb_path, "a") as f:
-        f.write(f"\nname={target.name} kfs\n\tmaster={target.host}!{target.chunk}\n")
+        gap = "\n" if f.tell() else ""
+        f.write(f"{gap}name={target.name} kfs\n\tmaster={target.host}!{target.chunk}\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -60,8 +60,10 @@ def tar_path(name: str) -> str:
     return name.lstrip("/")
 
 
-def gather(sources) -> list[Item]:
-    """The files to load from directories (paths relative to them), tar files and files."""
+def gather(sources, skipped: list | None = None) -> list[Item]:
+    """The files to load from directories (paths relative to them), tar files and files.
+    What is not a plain file (links, devices, FIFOs) is left out and named in `skipped`."""
+    skipped = [] if skipped is None else skipped
     items = []
     for source in map(Path, sources):
         if source.is_dir():
@@ -76,6 +78,8 @@ def gather(sources) -> list[Item]:
                     if stat.S_ISREG(st.st_mode):
                         items.append(Item(prefix + name, st.st_size, st.st_mode & 0o777,
                                           st.st_mtime, file=full))
+                    else:
+                        skipped.append(full)
         elif source.is_file() and tarfile.is_tarfile(source):
             with tarfile.open(source) as tar:
                 for member in tar:
@@ -83,6 +87,8 @@ def gather(sources) -> list[Item]:
                         items.append(Item(tar_path(member.name), member.size,
                                           member.mode & 0o777, member.mtime,
                                           file=os.fspath(source), member=member.name))
+                    elif not member.isdir():
+                        skipped.append(f"{source}:{member.name}")
         elif source.is_file():
             st = source.stat()
             items.append(Item(source.name, st.st_size, st.st_mode & 0o777, st.st_mtime,

@@ -91,22 +91,28 @@ def main():
 
 
 
-def run_async(coro):
-    """Run a coroutine to completion; SIGTERM and SIGINT cancel it cleanly."""
+def run_async(coro, daemon: bool = False):
+    """Run a coroutine to completion and return its result.  SIGTERM and SIGINT cancel it
+    (so its finally clauses clean up) and end the process: a daemon asked to stop by
+    SIGTERM exits 0; otherwise the status is 128 + the signal's number, as a shell's."""
     import asyncio
     import signal
+
+    caught = []
 
     async def guarded():
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            return await coro
-        except asyncio.CancelledError:
-            return 0
+            loop.add_signal_handler(sig, lambda sig=sig: (caught.append(sig), task.cancel()))
+        return await coro
 
-    return asyncio.run(guarded())
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if not caught:
+            raise
+        sys.exit(0 if daemon and caught[0] == signal.SIGTERM else 128 + caught[0])
 
 
 def setup_logging(verbose: bool) -> None:

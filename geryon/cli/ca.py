@@ -73,7 +73,11 @@ def sign(pubkey, user, roles, hosts, days):
     from geryon.ns.ca import CAError
     if bool(user) == bool(hosts):
         raise CAError("say either --user NAME or --host NAME (one or more), not both")
-    key = asyncssh.read_public_key(pubkey)
+    try:
+        key = asyncssh.read_public_key(pubkey)
+    except (asyncssh.KeyImportError, ValueError) as err:
+        raise CAError(f"{pubkey} is not an SSH public key ({err}); give the .pub file "
+                      "ssh-keygen made") from None
     authority = CertificateAuthority.at()
     if user:
         cert = authority.sign_user(key, user, role_list(roles), days * 86400)

@@ -59,7 +59,7 @@ def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, verbose):
         finally:
             await served.close()
 
-    run_async(main())
+    run_async(main(), daemon=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -118,7 +118,7 @@ def refresh(ndb, registry, watch, verbose):
                 click.echo(f"refresh: {err}; trying again", err=True)
             await asyncio.sleep(backoff.delay())
 
-    run_async(follow() if watch else once())
+    run_async(follow() if watch else once(), daemon=watch)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -150,7 +150,11 @@ def load(app, split_lines, level, ndb, registry, sources):
     from geryon.registry.client import dial_registry
 
     config = Config.load(registry=registry, ndb=ndb)
-    items = gather(sources)
+    skipped = []
+    items = gather(sources, skipped)
+    if skipped:
+        click.echo(f"load: leaving out {len(skipped)} that are not plain files (links, "
+                   f"devices, FIFOs), e.g. {skipped[0]}", err=True)
     bar = click.progressbar(length=sum(item.size for item in items), label="loading",
                             file=sys.stderr) if sys.stderr.isatty() else None
 

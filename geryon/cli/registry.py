@@ -63,7 +63,7 @@ def registry(address, state, mdns_interface, port_file, verbose):
         finally:
             await server.close()
 
-    run_async(main())
+    run_async(main(), daemon=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -108,7 +108,8 @@ def reglisten(attrs, registry, verbose, address, command):
     """
     from geryon.registry.announce import reglisten_command
     setup_logging(verbose)
-    return run_async(reglisten_command(address, list(command), pairs_of(attrs), registry))
+    return run_async(reglisten_command(address, list(command), pairs_of(attrs), registry),
+                     daemon=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -168,4 +169,4 @@ def regwatch(registry, count):
         finally:
             await client.close()
 
-    run_async(main())
+    run_async(main(), daemon=True)

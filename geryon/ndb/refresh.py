@@ -183,6 +183,7 @@ class Refresher:
             follower.result()  # the registry went away: say why
         finally:
             follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
 
 
 def _stamps(files) -> tuple:

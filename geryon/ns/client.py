@@ -35,6 +35,9 @@ def explain(err: Exception, what: str) -> RemoteError:
                            "cluster's CA and still valid? (`geryon join` gets a new one)")
     if isinstance(err, (ConnectionRefusedError,)):
         return RemoteError(f"{what}: connection refused; is the server running there?")
+    if isinstance(err, (asyncio.TimeoutError, TimeoutError)):
+        return RemoteError(f"{what}: no answer in time; is the host up, and is that the "
+                           "right port?")
     if isinstance(err, (OSError, asyncssh.Error, asyncio.TimeoutError)):
         return RemoteError(f"{what}: {err.__class__.__name__}: {err}".rstrip(": "))
     return RemoteError(f"{what}: {err}")
@@ -182,12 +185,14 @@ class RemoteFile:
     async def close(self) -> None:
         """Close the file; a server that refuses the close (a disk file that did not fit,
         say) raises RemoteError, since what was written did not take."""
+        if self.own_session is not None:
+            # A file with a session of its own may have a read waiting on the server, and a
+            # close request would queue behind it: end the session, which closes the file.
+            self.own_session.exit()
+            return
         try:
             await self.f.close()
         except asyncssh.SFTPError as err:
             raise explain(err, f"{self.address}: close {self.path}") from None
         except (OSError, asyncssh.Error) as err:  # the connection is gone: nothing to close
             log.debug("close %s: %s", self.path, err)
-        finally:
-            if self.own_session is not None:
-                self.own_session.exit()

@@ -14,6 +14,7 @@ import socket
 import asyncssh
 
 from geryon import dial
+from geryon.errors import GeryonError
 from geryon.ns.ca import ROLES, Identity
 from geryon.ns.sftp import TreeSFTPServer
 from geryon.ns.tree import Caller, Dir
@@ -101,22 +102,30 @@ class Server:
     async def start(self, address: str | dial.Address = "tcp!127.0.0.1!0") -> "Server":
         """Listen on a dial string (port 0: any free port); self.port tells which."""
         addr = dial.parse(address) if isinstance(address, str) else address
+        try:
+            self.listener = await self._listen(addr)
+        except OSError as err:
+            raise GeryonError(f"cannot listen on {addr}: {err.strerror or err}; is another "
+                              "server using that port, or is the address not this "
+                              "machine's?") from None
+        self.port = self.listener.get_port()
+        log.info("serving on %s", self.port)
+        return self
+
+    async def _listen(self, addr: dial.Address):
         sock = None
         if addr.any_host:
             # One socket for IPv4 and IPv6 alike, so that '*' with port 0 is one port.
             family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
             sock = socket.create_server(("", addr.port), family=family, reuse_port=False,
                                         dualstack_ipv6=family == socket.AF_INET6)
-        self.listener = await asyncssh.listen(
+        return await asyncssh.listen(
             None if sock else addr.host, None if sock else addr.port, sock=sock,
             server_factory=lambda: _Session(self),
             sftp_factory=self._sftp, allow_scp=False,
             process_factory=self._process,
             encoding=None, reuse_address=True,
             **self.identity.server_options(self.keepalive))
-        self.port = self.listener.get_port()
-        log.info("serving on %s", self.port)
-        return self
 
     async def close(self) -> None:
         if self.listener is not None:

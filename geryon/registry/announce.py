@@ -65,8 +65,14 @@ async def register_command(command: list[str], attrs: dict, registry: str = "") 
     keeper = None
     try:
         exited = asyncio.ensure_future(proc.wait())
+        waited = 0
         while not exited.done() and not await accepting(registrar.local_host, port):
             await asyncio.sleep(0.1)
+            waited += 1
+            if waited == 100:
+                log.warning("%s has not listened on port %d after 10 s (it must listen on "
+                            "$GERYON_PORT or {port}); still waiting before registering",
+                            argv[0], port)
         if not exited.done():
             await registrar.add(name, attrs)
             keeper = asyncio.ensure_future(registrar.run())
@@ -85,7 +91,11 @@ async def reglisten_command(address: str, command: list[str], attrs: dict,
                             registry: str = "") -> int:
     """Listen on address, run command per connection (stdin/stdout = the connection)."""
     addr = dial.parse(address)
-    listener = socket.create_server((addr.bind_host(), addr.port), reuse_port=False)
+    try:
+        listener = socket.create_server((addr.bind_host(), addr.port), reuse_port=False)
+    except OSError as err:
+        raise GeryonError(f"cannot listen on {addr}: {err.strerror or err}; is another "
+                          "server using that port?") from None
     listener.setblocking(False)
     port = listener.getsockname()[1]
     registrar = Registrar(Config.load(registry=registry))

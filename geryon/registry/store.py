@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from geryon import quote
+from geryon.errors import GeryonError
 from geryon.registry.core import Registry, Service
 
 
@@ -15,13 +16,18 @@ class Store:
     """Persistent services on disk."""
 
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "registry.db"
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("pragma journal_mode=wal")
-        self.db.execute("pragma synchronous=normal")
-        self.db.execute("create table if not exists service "
-                        "(name text primary key, owner text not null, attrs text not null)")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("pragma journal_mode=wal")
+            self.db.execute("pragma synchronous=normal")
+            self.db.execute("create table if not exists service "
+                            "(name text primary key, owner text not null, attrs text not null)")
+        except (OSError, sqlite3.Error) as err:
+            raise GeryonError(f"registry state {self.path}: {err}; give --state a directory "
+                              "of its own (a damaged registry.db can be moved aside: the "
+                              "persistent entries in it are then lost)") from None
 
     def load(self, registry: Registry) -> int:
         """Put every kept service back into the registry; return how many."""
