@@ -195,6 +195,9 @@ class Node:
                 log.warning("%s; trying again", err)
                 await asyncio.sleep(backoff.delay())
         host = self.listen_host or self.registrar.local_host
+        for stale in self.chunks_dir.glob(".chunk*.incoming"):
+            log.warning("removing %s: an image-put that was cut off", stale)
+            stale.unlink()
         for path in chunk_files(self.chunks_dir):
             try:
                 served = ServedChunk(self, path)
