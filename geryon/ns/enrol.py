@@ -20,6 +20,10 @@ from geryon.ns.ca import CAError, CertificateAuthority, check_name, parse_token
 from geryon.ns.tree import File, NsError, StaticDir, TextHandle
 
 
+MALFORMED = ("join request is malformed ({}); it needs name, userkey, hostkey and hostnames "
+             "lines")
+
+
 class Enrolment:
     """Checks tokens and signs the joiner's keys; lives beside a CA."""
 
@@ -39,17 +43,19 @@ class Enrolment:
 
     def sign(self, request: bytes, token: str, peer: str) -> bytes:
         fields = {}
-        for line in request.decode("utf-8", "replace").splitlines():
-            words = quote.split(line)
-            if words:
-                fields[words[0]] = words[1:]
+        try:
+            for line in request.decode("utf-8", "replace").splitlines():
+                words = quote.split(line)
+                if words:
+                    fields[words[0]] = words[1:]
+        except quote.QuoteError as err:
+            raise NsError(MALFORMED.format(err)) from None
         try:
             name = check_name((fields.get("name") or [""])[0])
             user_key = asyncssh.import_public_key(" ".join(fields["userkey"]))
             host_key = asyncssh.import_public_key(" ".join(fields["hostkey"]))
         except (KeyError, ValueError, asyncssh.KeyImportError, CAError) as err:
-            raise NsError(f"join request is malformed ({err}); it needs name, userkey, "
-                          "hostkey and hostnames lines") from None
+            raise NsError(MALFORMED.format(err)) from None
         try:
             roles = self.ca.redeem_token(parse_token(token)[0], name)
         except CAError as err:
