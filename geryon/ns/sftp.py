@@ -17,6 +17,7 @@ import stat as statmod
 import asyncssh
 from asyncssh import sftp as sftpconst
 
+from geryon.errors import GeryonError
 from geryon.ns.tree import (Caller, Dir, Exists, File, MessageHandle, NotFound, NsError,
                             PermissionDenied)
 
@@ -30,6 +31,8 @@ CODES = {"no such file": sftpconst.FX_NO_SUCH_FILE,
 def sftp_error(err: Exception) -> asyncssh.SFTPError:
     if isinstance(err, NsError):
         return asyncssh.SFTPError(CODES.get(err.kind, sftpconst.FX_FAILURE), str(err))
+    if isinstance(err, GeryonError):  # any error meant for people goes back as it is
+        return asyncssh.SFTPError(sftpconst.FX_FAILURE, str(err))
     return asyncssh.SFTPError(sftpconst.FX_FAILURE, f"internal error: {type(err).__name__}")
 
 
@@ -40,7 +43,7 @@ def guarded(method):
             return await method(self, *args)
         except asyncssh.SFTPError:
             raise
-        except NsError as err:
+        except GeryonError as err:
             raise sftp_error(err) from None
         except ConnectionError:
             raise
@@ -195,14 +198,14 @@ class TreeSFTPServer(asyncssh.SFTPServer):
                 raise NotFound(f"{path.decode(errors='replace')} is not a directory")
             node.check(self.caller, False, path.decode(errors="replace"))
             entries = node.entries(self.caller)
-        except NsError as err:
+        except GeryonError as err:
             raise sftp_error(err) from None
         yield asyncssh.SFTPName(b".", attrs=self.attrs(node))
         yield asyncssh.SFTPName(b"..", attrs=self.attrs(node))
         for name, child in sorted(entries.items()):
             try:
                 attrs = self.attrs(child)
-            except NsError:
+            except GeryonError:
                 continue  # gone while listing
             yield asyncssh.SFTPName(name.encode(), attrs=attrs)
 
