@@ -50,8 +50,9 @@ class Packer:
     files a batch at a time, ahead of need; this side only appends the records, so the
     two cores both work.  What does not fit one image starts the next, compressed once."""
 
-    def __init__(self, items: list[Item], level: int, directory: str):
+    def __init__(self, items: list[Item], level: int, directory: str, progress=None):
         self.items = items
+        self.progress = progress  # called with bytes packed, a batch at a time
         self.level = level
         self.directory = directory
         # forkserver: workers are not forked from a process with threads and an event loop
@@ -83,7 +84,7 @@ class Packer:
         fd, name = tempfile.mkstemp(prefix="geryon-load-", dir=self.directory)
         os.close(fd)
         os.unlink(name)
-        image, count, size = Path(name), 0, 0
+        image, count, size, reported = Path(name), 0, 0, 0
         with Chunk.create(image, capacity, sync=False, level=self.level) as chunk:
             while (head := self._next()) is not None:
                 item, packed = head
@@ -96,6 +97,11 @@ class Packer:
                     break
                 self.ready.popleft()
                 count, size = count + 1, size + item.size
+                if self.progress and count % BATCH == 0:
+                    self.progress(size - reported)
+                    reported = size
+        if self.progress:
+            self.progress(size - reported)
         self.done += count
         return image, count, size
 
@@ -212,12 +218,10 @@ async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
         if not target.named:
             target.name = f"d{next(numbers)}.{app}"
             name_disk(ndb_path, target)
-        if progress:
-            progress(packed)
         return Loaded(target.name, target.host, count, packed)
 
     scratch = tempfile.mkdtemp(prefix="geryon-load-")
-    packer = Packer(items, level, scratch)
+    packer = Packer(items, level, scratch, progress)
     try:
         upload = None
         for target in spare:
