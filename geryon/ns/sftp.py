@@ -9,7 +9,6 @@ session: clients give each waiting file its own session (geryon.ns.client does).
 abandoned when the channel or connection closes, so a dead client never pins a handle.
 """
 
-import asyncio
 import logging
 import posixpath
 import stat as statmod
@@ -19,7 +18,7 @@ from asyncssh import sftp as sftpconst
 
 from geryon.errors import GeryonError
 from geryon.ns.tree import (Caller, Dir, Exists, File, MessageHandle, NotFound, NsError,
-                            PermissionDenied)
+                            PermissionDenied, unless)
 
 log = logging.getLogger("geryon.ns")
 
@@ -142,16 +141,8 @@ class TreeSFTPServer(asyncssh.SFTPServer):
         # A read that waits ends when its session closes, not only its connection: a
         # client closes a waiting file by closing the session (its close request would
         # queue behind this read).
-        read = asyncio.ensure_future(handle.read(offset, size))
-        gone = asyncio.ensure_future(self.channel.wait_closed())
-        try:
-            done, _ = await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if read in done:
-            return read.result()
-        read.cancel()
-        raise ConnectionError("the session closed while a read waited")
+        return await unless(handle.read(offset, size), self.channel.wait_closed(),
+                            why="the session closed while a read waited")
 
     @guarded
     async def write(self, handle, offset, data):

@@ -59,16 +59,21 @@ class Caller:
 
     async def unless_closed(self, awaitable):
         """Await awaitable, but give up (raise ConnectionError) if the caller goes away."""
-        task = asyncio.ensure_future(awaitable)
-        closer = asyncio.ensure_future(self.closed.wait())
-        try:
-            done, _ = await asyncio.wait({task, closer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closer.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        raise ConnectionError(f"{self.identity} went away")
+        return await unless(awaitable, self.closed.wait(), why=f"{self.identity} went away")
+
+
+async def unless(awaitable, stopper, why: str):
+    """Await awaitable; if stopper finishes first, cancel it and raise ConnectionError(why)."""
+    task = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(stopper)
+    try:
+        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ConnectionError(why)
 
 
 @dataclass
