@@ -9,7 +9,7 @@ so after joining no command needs flags.
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from geryon.errors import GeryonError
@@ -128,7 +128,3 @@ def toml_string(value: str) -> str:
     escaped = "".join(c if ord(c) >= 32 else f"\\u{ord(c):04x}" for c in escaped)
     return f'"{escaped}"'
 
-
-def describe() -> list[tuple[str, str]]:
-    """(key, help) for every setting, for docs and `-h`."""
-    return [(f.name, DEFAULTS[f.name][1]) for f in fields(Config)]

@@ -72,17 +72,22 @@ class ServedChunk:
                 "free": str(self.chunk.free)}
 
     def changed(self) -> None:
+        """Note a change of fill; the registry hears of a burst of them once."""
         if self.pending is None:
-            self.pending = asyncio.get_running_loop().call_later(UPDATE_DELAY, self.publish)
+            self.pending = asyncio.get_running_loop().call_later(
+                UPDATE_DELAY, lambda: asyncio.ensure_future(self.publish()))
 
-    def publish(self) -> None:
-        self.pending = None
+    async def publish(self) -> None:
+        """Tell the registry this chunk's fill now."""
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         attrs = self.attrs()
-        task = asyncio.ensure_future(self.node.registrar.update(
-            self.name, {"used": attrs["used"], "free": attrs["free"]}))
-        task.add_done_callback(lambda t: t.exception() and log.warning(
-            "%s: could not update the registry: %s", self.id, t.exception()))
-
+        try:
+            await self.node.registrar.update(self.name, {"used": attrs["used"],
+                                                         "free": attrs["free"]})
+        except GeryonError as err:  # the registrar registers again, with the new fill
+            log.warning("%s: could not update the registry: %s", self.id, err)
 
     # The disk's bulk interface, by SSH exec (docs/disk.md): a whole chunk image in or out,
     # which is how `geryon load` fills a disk and how a disk is copied whole.
@@ -146,13 +151,7 @@ class ServedChunk:
             raise GeryonError(f"image refused: {err}") from None
         finally:
             incoming.unlink(missing_ok=True)
-        # Tell the registry before answering, so the loader sees the new fill at once.
-        if self.pending is not None:
-            self.pending.cancel()
-            self.pending = None
-        attrs = self.attrs()
-        await self.node.registrar.update(self.name, {"used": attrs["used"],
-                                                     "free": attrs["free"]})
+        await self.publish()  # before answering: the loader sees the new fill at once
         process.stdout.write(f"{files} files\n".encode())
 
     async def receive(self, process, path: Path) -> None:

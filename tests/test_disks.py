@@ -255,3 +255,22 @@ def test_registry_file_names_are_not_disks(cluster, name):
     result = run(cluster, "ls", name, check=False)
     assert result.returncode == 1
     assert f"'{name}' is not a disk name" in result.stderr
+
+
+def test_get_and_ls_of_paths_inside_a_disk(cluster, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", files=12)
+    run(cluster, "load", "--app", "p", str(corpus))
+    listing = run(cluster, "ls", "-l", "d0.p:inbox").splitlines()
+    assert listing and all(line.startswith("d ") for line in listing)  # inbox/0, inbox/1
+    # a single file, into a directory and under a new name
+    out = tmp_path / "out"
+    out.mkdir()
+    run(cluster, "get", "d0.p:inbox/0/m1", str(out))
+    assert (out / "m1").read_bytes() == (corpus / "inbox/0/m1").read_bytes()
+    run(cluster, "get", "d0.p:inbox/0/m1", str(out / "renamed"))
+    assert (out / "renamed").read_bytes() == (corpus / "inbox/0/m1").read_bytes()
+    # a tree, over SFTP
+    run(cluster, "get", "d0.p:sent", str(tmp_path / "tree"))
+    assert not filecmp.dircmp(corpus / "sent", tmp_path / "tree").diff_files
+    assert sorted(p.relative_to(tmp_path / "tree") for p in (tmp_path / "tree").rglob("*")) == \
+        sorted(p.relative_to(corpus / "sent") for p in (corpus / "sent").rglob("*"))

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
-from geryon.chunkfs.remote import DiskError, run, walk
+from geryon.chunkfs.remote import DiskError, is_dir, run, walk
 from geryon.ns.client import Client, explain
 
 
@@ -106,16 +106,16 @@ async def fetch(disk: Client, path: str, dest: str) -> int:
         attrs = await sftp.stat("/" + path)
     except Exception as err:
         raise explain(err, f"{disk.address}: {path}") from None
-    if attrs.type != 2:
+    if not is_dir(attrs):
         target = dest / Path(path).name if dest.is_dir() else dest
         place(target.parent, target.name, await disk.read("/" + path), attrs.permissions,
               attrs.mtime)
         return 1
     count = 0
     root = dest / Path(path).name if dest.exists() else dest
-    async for item, is_dir, item_attrs in walk(disk, path):
+    async for item, directory, item_attrs in walk(disk, path):
         relative = item[len(path) + 1:]
-        if is_dir:
+        if directory:
             (root / relative).mkdir(parents=True, exist_ok=True)
         else:
             place(root, relative, await disk.read("/" + item), item_attrs.permissions,

@@ -24,8 +24,9 @@ from geryon.chunkfs.errors import ChunkFull
 from geryon.chunkfs.record import HEADER_SIZE
 from geryon.chunkfs.sources import Item, LoadError, check_sizes, prepare
 from geryon.errors import GeryonError
+from geryon.ndb import Entry, format_entry
 from geryon.ndb.database import Database
-from geryon.ndb.refresh import Refresher, disks_of
+from geryon.ndb.refresh import Refresher, disks_of, live_chunks
 from geryon.ns.client import Client
 
 DEFAULT_LOAD_LEVEL = 1  # zstd -1: fast, as `tar | zstd -1`; higher levels fit more per disk
@@ -119,8 +120,7 @@ async def targets(registry: Client, db: Database, app: str) -> tuple[list[Target
     """Empty disks to fill, in order: named ones of the app first, then free chunks; and
     the number the next new disk of the app gets."""
     from geryon.registry.client import query
-    chunks = {(s.attrs.get("host"), s.attrs.get("id")): s
-              for s in await query(registry, "resource", "kfs")}
+    chunks = live_chunks(await query(registry, "resource", "kfs"))
     named_disks = disks_of(db.entries()) if Path(db.path).exists() else []
     named = {(d.host, d.chunk) for d in named_disks}
     pattern = re.compile(rf"d(\d+)\.{re.escape(app)}$")
@@ -165,7 +165,8 @@ def name_disk(ndb_path: Path, target: Target) -> None:
     ndb_path.parent.mkdir(parents=True, exist_ok=True)
     with open(ndb_path, "a") as f:
         gap = "\n" if f.tell() else ""
-        f.write(f"{gap}name={target.name} kfs\n\tmaster={target.host}!{target.chunk}\n")
+        f.write(gap + format_entry(Entry([[("name", target.name), ("kfs", "")],
+                                          [("master", f"{target.host}!{target.chunk}")]])))
         f.flush()
         os.fsync(f.fileno())
 

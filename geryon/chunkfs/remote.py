@@ -1,6 +1,8 @@
 """Disks from anywhere in the cluster: find a disk's chunk by name in the registry, dial
 it, and read it, file by file over SFTP or whole as a chunk image over SSH exec."""
 
+from asyncssh.sftp import FILEXFER_TYPE_DIRECTORY
+
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteError, explain
@@ -54,6 +56,11 @@ async def run(client: Client, command: str, data: bytes | None = None) -> bytes:
     return result.stdout or b""
 
 
+def is_dir(attrs) -> bool:
+    """Whether SFTP attributes describe a directory."""
+    return attrs.type == FILEXFER_TYPE_DIRECTORY
+
+
 async def walk(client: Client, top: str = ""):
     """Yield (path, is_dir) beneath top, directories before what they hold."""
     sftp = await client.main()
@@ -65,8 +72,7 @@ async def walk(client: Client, top: str = ""):
         if name.filename in (".", ".."):
             continue
         path = f"{top}/{name.filename}" if top else name.filename
-        is_dir = name.attrs.type == 2  # FILEXFER_TYPE_DIRECTORY
-        yield path, is_dir, name.attrs
-        if is_dir:
+        yield path, is_dir(name.attrs), name.attrs
+        if is_dir(name.attrs):
             async for item in walk(client, path):
                 yield item

@@ -35,6 +35,10 @@ COMMANDS = {
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# The option every command that talks to the registry takes.
+registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
+                               help="registry dial string (default: config / GERYON_REGISTRY)")
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""

@@ -4,10 +4,8 @@ import sys
 
 import click
 
-from geryon.cli import CONTEXT_SETTINGS, run_async, setup_logging
+from geryon.cli import CONTEXT_SETTINGS, registry_option, run_async, setup_logging
 
-registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
-                               help="registry dial string (default: config / GERYON_REGISTRY)")
 ndb_option = click.option("--ndb", default="", metavar="FILE",
                           help="the cluster's ndb file (default: config ndb, "
                                "$GERYON_HOME/ndb/cluster)")
@@ -196,7 +194,7 @@ def disks(ndb, registry):
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
     from geryon.ndb.database import Database
-    from geryon.ndb.refresh import disks_of
+    from geryon.ndb.refresh import disks_of, states
     from geryon.registry.client import dial_registry, query
 
     config = Config.load(registry=registry, ndb=ndb)
@@ -209,31 +207,17 @@ def disks(ndb, registry):
             await client.close()
 
     services = run_async(main())
-    chunks = {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
-              if s.attrs.get("resource") == "kfs"}
-    registered = {s.name: s for s in services if "automount" in s.attrs}
     named = disks_of(Database(config.ndb_path).entries()) if Path(config.ndb_path).exists() \
         else []
-    rows = []
-    for disk in named:
-        chunk = chunks.get((disk.host, disk.chunk))
-        if chunk:
-            state = "live" if disk.name in registered else "unregistered"
-        else:
-            state = "stale" if disk.name in registered else "down"
-        fill = "-"
-        if chunk:
-            used, size = int(chunk.attrs.get("used", 0)), int(chunk.attrs.get("size", 1))
-            fill = f"{format_size(used)}/{format_size(size)} {100 * used // size}%"
-        rows.append((disk.name, disk.host, disk.chunk, fill, state))
-    for name, entry in sorted(registered.items()):
-        if name not in {d.name for d in named}:
-            rows.append((name, entry.attrs.get("host", "-"), entry.attrs.get("id", "-"), "-",
-                         "stale"))
-    widths = [max(len(str(r[i])) for r in rows + [("DISK", "NODE", "CHUNK", "FILL", "STATE")])
-              for i in range(5)]
-    for row in [("DISK", "NODE", "CHUNK", "FILL", "STATE"), *rows]:
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    rows = [("DISK", "NODE", "CHUNK", "FILL", "STATE")]
+    for disk in states(named, services):
+        fill = "-" if disk.used is None else \
+            f"{format_size(disk.used)}/{format_size(disk.size)} " \
+            f"{100 * disk.used // max(disk.size, 1)}%"
+        rows.append((disk.name, disk.host, disk.chunk, fill, disk.state))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def with_disk(spec, registry, work):
@@ -280,12 +264,13 @@ def ls(registry, long, spec):
             raise explain(err, f"{spec}") from None
         return sorted((n.filename, n.attrs) for n in names if n.filename not in (".", ".."))
 
+    from geryon.chunkfs.remote import is_dir
     for name, attrs in with_disk(spec, registry, work):
-        is_dir = attrs.type == 2
+        directory = is_dir(attrs)
         if long:
-            click.echo(f"{'d' if is_dir else '-'} {attrs.size or 0:>10} {name}")
+            click.echo(f"{'d' if directory else '-'} {attrs.size or 0:>10} {name}")
         else:
-            click.echo(name + ("/" if is_dir else ""))
+            click.echo(name + ("/" if directory else ""))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -2,15 +2,13 @@
 
 import click
 
-from geryon.cli import CONTEXT_SETTINGS, run_async, setup_logging
+from geryon.cli import CONTEXT_SETTINGS, registry_option, run_async, setup_logging
 
 
 def pairs_of(values) -> dict:
     return {attr: value for attr, value in values}
 
 
-registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
-                               help="registry dial string (default: config / GERYON_REGISTRY)")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -74,11 +74,54 @@ def desired(disk: Disk, chunk: Service) -> dict:
     return attrs
 
 
+def live_chunks(services: list[Service]) -> dict:
+    """The registered chunk services, by (host, chunk id): what master=HOST!chunkN names."""
+    return {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
+            if s.attrs.get("resource") == "kfs"}
+
+
+@dataclass(frozen=True)
+class DiskState:
+    """A disk as `geryon disks` shows it; used and size are None when its chunk is not
+    served."""
+
+    name: str
+    host: str
+    chunk: str
+    used: int | None
+    size: int | None
+    state: str  # live, unregistered, down, stale
+
+
+def states(disks: list[Disk], services: list[Service]) -> list[DiskState]:
+    """Every disk the ndb file names, and every registered disk it does not, with state:
+    live (registered, chunk served), unregistered (chunk served, refresh has not run),
+    down (chunk not served, entry dropped), stale (registered, chunk gone or not named)."""
+    chunks = live_chunks(services)
+    registered = {s.name: s for s in services if "automount" in s.attrs}
+    out = []
+    for disk in disks:
+        chunk = chunks.get((disk.host, disk.chunk))
+        if chunk:
+            out.append(DiskState(disk.name, disk.host, disk.chunk,
+                                 int(chunk.attrs.get("used", 0)),
+                                 int(chunk.attrs.get("size", 0)),
+                                 "live" if disk.name in registered else "unregistered"))
+        else:
+            out.append(DiskState(disk.name, disk.host, disk.chunk, None, None,
+                                 "stale" if disk.name in registered else "down"))
+    named = {d.name for d in disks}
+    for name, entry in sorted(registered.items()):
+        if name not in named:
+            out.append(DiskState(name, entry.attrs.get("host", "-"),
+                                 entry.attrs.get("id", "-"), None, None, "stale"))
+    return out
+
+
 def plan(disks: list[Disk], services: list[Service], remove: bool = True) -> list[Action]:
     """What to do so the registry's disk entries match the ndb file and the live chunks
     (remove=False: add and update only, leave entries whose chunk is missing)."""
-    chunks = {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
-              if s.attrs.get("resource") == "kfs"}
+    chunks = live_chunks(services)
     current = {s.name: s for s in services if "automount" in s.attrs}
     actions = []
     wanted = set()
@@ -154,19 +197,26 @@ class Refresher:
             async for _ in watch(self.client):
                 changed.set()  # a refresh that finds nothing to do is one cheap query
 
+        def ndb_now():
+            # The Database re-reads only files that changed, so this is a few stats; an
+            # unreadable file counts as a state too (its message), refreshed into an error.
+            try:
+                return tuple(self.db.entries())
+            except (GeryonError, OSError) as err:
+                return str(err)
+
         follower = asyncio.ensure_future(follow_registry())
-        stamp = None
+        seen = None
         loop = asyncio.get_running_loop()
         removals_from = loop.time() + grace
         deferred = False  # a refresh ran in the grace period: run one more after it
         try:
             while not follower.done():
-                new_stamp = self.db.files() if Path(self.db.path).exists() else None
-                stamps = _stamps(new_stamp or [])
+                ndb = ndb_now()
                 may_remove = loop.time() >= removals_from
-                if changed.is_set() or stamps != stamp or (deferred and may_remove):
+                if changed.is_set() or ndb != seen or (deferred and may_remove):
                     changed.clear()
-                    stamp = stamps
+                    seen = ndb
                     deferred = not may_remove
                     try:
                         actions = await self.refresh(remove=may_remove)
@@ -185,13 +235,3 @@ class Refresher:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
 
-
-def _stamps(files) -> tuple:
-    out = []
-    for name in files:
-        try:
-            st = Path(name).stat()
-            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((name, None))
-    return tuple(out)

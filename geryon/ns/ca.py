@@ -82,7 +82,7 @@ def host_names() -> list[str]:
         for info in socket.getaddrinfo(socket.gethostname(), None):
             names.append(info[4][0])
     except OSError:
-        pass
+        pass  # a host name that does not resolve: the names above must do
     return list(dict.fromkeys(n for n in names if n))
 
 

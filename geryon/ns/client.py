@@ -124,13 +124,6 @@ class Client:
         except Exception as err:
             raise explain(err, f"{self.address}: ls {path}") from None
 
-    async def exists(self, path: str) -> bool:
-        sftp = await self.main()
-        try:
-            return await sftp.exists(path)
-        except Exception as err:
-            raise explain(err, f"{self.address}: stat {path}") from None
-
     async def close(self) -> None:
         self.conn.close()
         try:

@@ -133,9 +133,6 @@ class Server:
             await self.listener.wait_closed()
             self.listener = None
 
-    async def serve_forever(self) -> None:
-        await self.listener.wait_closed()
-
 
 async def wait_forever() -> None:
     """Park the caller until cancelled (signal handlers cancel the main task)."""

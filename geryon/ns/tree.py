@@ -17,6 +17,7 @@ a tree to asyncssh's SFTP server.
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from geryon.errors import GeryonError
@@ -162,7 +163,7 @@ class Handle:
         return 0
 
 
-class File(Node):
+class File(Node, ABC):
     """A file whose open is code; subclasses return their own Handle."""
 
     def size(self, caller: Caller) -> int:
@@ -171,8 +172,9 @@ class File(Node):
     def stat(self, caller):
         return Stat(False, self.size(caller), time.time(), caller.may(self.writers))
 
+    @abstractmethod
     async def open(self, caller: Caller, read: bool, write: bool) -> Handle:
-        raise NotImplementedError
+        """The state of one open of this file, for this caller."""
 
 
 class TextHandle(Handle):
@@ -180,10 +182,9 @@ class TextHandle(Handle):
     offset; writes (if allowed) call on_write, whose returned bytes, if any, become the
     content (how `find` answers its filter without first making what it would replace)."""
 
-    def __init__(self, content=b"", on_write=None, on_close=None):
+    def __init__(self, content=b"", on_write=None):
         self._content = content
         self.on_write = on_write
-        self.on_close = on_close
 
     @property
     def content(self) -> bytes:
@@ -206,12 +207,6 @@ class TextHandle(Handle):
             result = await result
         if result is not None:
             self.content = result
-
-    async def close(self):
-        if self.on_close is not None:
-            result = self.on_close()
-            if asyncio.iscoroutine(result):
-                await result
 
     def size(self):
         return len(self.content)

@@ -20,7 +20,7 @@ def die_with_parent() -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        pass  # not Linux: the child outlives us, as it would anywhere else
 
 
 def exit_status(returncode: int) -> int:

@@ -80,12 +80,9 @@ class Registrar:
         self.entries: dict[str, dict] = {}
         self.files: dict = {}
         self.client: Client | None = None
-        self.connected = asyncio.Event()
-        self.registered = asyncio.Event()
 
     async def connect(self) -> Client:
         self.client = await dial_registry(self.config, self.identity)
-        self.connected.set()
         return self.client
 
     @property
@@ -131,12 +128,10 @@ class Registrar:
             try:
                 if self.client is None or self.client.conn.is_closed():
                     self.client, self.files = None, {}
-                    self.registered.clear()
                     await self.connect()
                 for name in list(self.entries):
                     if name not in self.files:
                         await self._register(name)
-                self.registered.set()
                 self.backoff.reset()
                 await self.client.wait_closed()
                 log.warning("lost the registry at %s; dialling again", self.client.address)
