@@ -4,14 +4,27 @@ tree (the synthetic tree: Dir, File, handles, roles), sftp (serving a tree with 
 server (an SSH listener for a tree), client (dialling one and using its files), ca (the
 cluster certificate authority and this machine's identity), enrol and join (getting
 certificates with a one-time token).
+
+The names below are loaded on first use, so that importing one pure module of the package
+(or of a package that uses it) does not load asyncssh.
 """
 
-from geryon.ns.ca import ROLES, CAError, CertificateAuthority, Identity
-from geryon.ns.client import Client, RemoteError
-from geryon.ns.server import Server
-from geryon.ns.tree import (ANYONE, Caller, Dir, File, Handle, MessageHandle, NsError,
-                            StaticDir, TextFile, TextHandle)
+import importlib
 
-__all__ = ["ROLES", "CAError", "CertificateAuthority", "Identity", "Client", "RemoteError",
-           "Server", "ANYONE", "Caller", "Dir", "File", "Handle", "MessageHandle", "NsError",
-           "StaticDir", "TextFile", "TextHandle"]
+_PUBLIC = {
+    "ROLES": "geryon.roles", "CAError": "geryon.ns.ca",
+    "CertificateAuthority": "geryon.ns.ca", "Identity": "geryon.ns.ca",
+    "Client": "geryon.ns.client", "RemoteError": "geryon.ns.client",
+    "Server": "geryon.ns.server", "NsError": "geryon.errors",
+    **{name: "geryon.ns.tree" for name in ("ANYONE", "Caller", "Dir", "File", "Handle",
+                                            "MessageHandle", "StaticDir", "TextFile",
+                                            "TextHandle")},
+}
+
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'geryon.ns' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -28,8 +28,7 @@ import asyncssh
 
 from geryon.config import home
 from geryon.errors import GeryonError
-
-ROLES = ("admin", "submit", "worker", "cpu", "monitor")
+from geryon.roles import ROLES, identity_problem
 DEFAULT_VALIDITY = 365 * 24 * 3600
 
 # Transport tuning, measured on loopback (bench/README.md): AES-GCM is done in C by
@@ -58,12 +57,12 @@ def check_roles(roles) -> list[str]:
 
 
 def check_name(name: str) -> str:
-    """An identity must be usable as an SSH user name and a registry owner."""
-    if not name or any(c.isspace() or ord(c) < 32 or c in "/'\"" for c in name):
-        raise CAError(f"identity {name!r} is empty or holds blanks, quotes or '/'; "
-                      "choose a plain name such as alice or node3")
-    if name in ROLES:
-        raise CAError(f"identity {name!r} is a role name; choose another name")
+    """An identity must be usable as an SSH user name, a registry owner and a word on a
+    terminal: printable ASCII from roles.IDENTITY_CHARS, and not a role name."""
+    problem = identity_problem(name)
+    if problem:
+        raise CAError(f"identity {ascii(name)} cannot be used: {problem}; choose a plain "
+                      "name such as alice or node3")
     return name
 
 

@@ -20,29 +20,11 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from geryon.errors import GeryonError
-from geryon.ns.ca import ROLES
+from geryon.errors import Exists, NotFound, NsError, PermissionDenied  # noqa: F401 (re-exported)
+from geryon.roles import ROLES
 
 ANYONE = frozenset(ROLES)
 NOBODY = frozenset()
-
-
-class NsError(GeryonError):
-    """An error a tree gives back to the client as the failed request's message."""
-
-    kind = "failure"
-
-
-class NotFound(NsError):
-    kind = "no such file"
-
-
-class PermissionDenied(NsError):
-    kind = "permission denied"
-
-
-class Exists(NsError):
-    kind = "file exists"
 
 
 @dataclass(eq=False)

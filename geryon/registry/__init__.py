@@ -3,11 +3,22 @@
 core (the semantics, no I/O), store (persistent entries in SQLite), tree (the file tree),
 server (the service), client (query, watch, Registrar that keeps entries registered),
 announce (register / reglisten), mdns (finding the registry by zeroconf).
+
+The names below are loaded on first use, so that `geryon.registry.core` alone loads no
+asyncio or asyncssh.
 """
 
-from geryon.registry.client import Registrar, dial_registry, query, watch
-from geryon.registry.core import Registry, RegistryError, Service
-from geryon.registry.server import RegistryServer
+import importlib
 
-__all__ = ["Registrar", "dial_registry", "query", "watch", "Registry", "RegistryError",
-           "Service", "RegistryServer"]
+_PUBLIC = {"Registrar": "geryon.registry.client", "dial_registry": "geryon.registry.client",
+           "query": "geryon.registry.client", "watch": "geryon.registry.client",
+           "Registry": "geryon.registry.core", "RegistryError": "geryon.registry.core",
+           "Service": "geryon.registry.core", "RegistryServer": "geryon.registry.server"}
+
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'geryon.registry' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from geryon import quote
-from geryon.ns.tree import NsError, PermissionDenied
+from geryon.errors import NsError, PermissionDenied
 
 RESERVED = ("new", "index", "find", "event")
 HISTORY = 4096
