@@ -35,6 +35,23 @@ COMMANDS = {
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# The option every daemon takes: tests and scripts wait for this file instead of sleeping.
+ready_option = click.option("--ready", "ready_file", default="", metavar="FILE",
+                            help="write FILE once serving (it holds the address served, if any)")
+
+
+def announce_ready(path: str, text: str = "") -> None:
+    """Write the ready file atomically; called from inside run_async, so the daemon's
+    signal handlers are already installed when a waiter sees it."""
+    if not path:
+        return
+    import os
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+    os.replace(tmp, path)
+
+
 # The option every command that talks to the registry takes.
 registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
                                help="registry dial string (default: config / GERYON_REGISTRY)")

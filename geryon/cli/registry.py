@@ -2,7 +2,8 @@
 
 import click
 
-from geryon.cli import CONTEXT_SETTINGS, registry_option, run_async, setup_logging
+from geryon.cli import (CONTEXT_SETTINGS, announce_ready, ready_option, registry_option,
+                        run_async, setup_logging)
 
 
 def pairs_of(values) -> dict:
@@ -18,8 +19,9 @@ def pairs_of(values) -> dict:
               "(default: $GERYON_HOME/registry)")
 @click.option("--mdns-interface", default="", help="announce by mDNS on this interface address")
 @click.option("--port-file", default="", help="write the port listened on to this file")
+@ready_option
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
-def registry(address, state, mdns_interface, port_file, verbose):
+def registry(address, state, mdns_interface, port_file, ready_file, verbose):
     """Serve the registry: the live services of the cluster, as a file tree over SFTP.
 
     Entries made through `new` last as long as their maker's open file; `persist 1`
@@ -54,8 +56,9 @@ def registry(address, state, mdns_interface, port_file, verbose):
         await server.start(address)
         if port_file:
             Path(port_file).write_text(f"{server.port}\n")
-        click.echo(f"registry on tcp!{dial.parse(address, 'registry').host}!{server.port}",
-                   err=True)
+        served = f"tcp!{dial.parse(address, 'registry').host}!{server.port}"
+        announce_ready(ready_file, served)
+        click.echo(f"registry on {served}", err=True)
         try:
             await wait_forever()
         finally:
