@@ -4,7 +4,7 @@ and what state `geryon disks` gives each disk."""
 import pytest
 
 from geryon.ndb import parse
-from geryon.ndb.refresh import RefreshError, disks_of, plan, states
+from geryon.disks.refresh import RefreshError, disks_of, plan, states
 from geryon.registry.core import Service
 
 NDB = parse("""

@@ -82,7 +82,7 @@ def refresh(ndb, registry, watch, verbose):
 
     from geryon.config import Config
     from geryon.errors import GeryonError
-    from geryon.ndb.refresh import Refresher
+    from geryon.disks.refresh import Refresher
     from geryon.registry.client import dial_registry
     from geryon.retry import Backoff
 
@@ -141,8 +141,8 @@ def load(app, split_lines, level, ndb, registry, sources):
       geryon load --app mbox ~/Mail
       geryon disks
     """
-    from geryon.chunkfs.load import load as load_disks
-    from geryon.chunkfs.sources import gather
+    from geryon.disks.load import load as load_disks
+    from geryon.disks.sources import gather
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
     from geryon.registry.client import dial_registry
@@ -194,7 +194,7 @@ def disks(ndb, registry):
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
     from geryon.ndb.database import Database
-    from geryon.ndb.refresh import disks_of, states
+    from geryon.disks.refresh import disks_of, states
     from geryon.registry.client import dial_registry, query
 
     config = Config.load(registry=registry, ndb=ndb)
@@ -222,7 +222,7 @@ def disks(ndb, registry):
 
 def with_disk(spec, registry, work):
     """Dial the disk named by DISK[:PATH] and run work(client, path)."""
-    from geryon.chunkfs.remote import dial_disk, split_spec
+    from geryon.disks.remote import dial_disk, split_spec
     from geryon.config import Config
     from geryon.registry.client import dial_registry
 
@@ -264,7 +264,7 @@ def ls(registry, long, spec):
             raise explain(err, f"{spec}") from None
         return sorted((n.filename, n.attrs) for n in names if n.filename not in (".", ".."))
 
-    from geryon.chunkfs.remote import is_dir
+    from geryon.disks.remote import is_dir
     for name, attrs in with_disk(spec, registry, work):
         directory = is_dir(attrs)
         if long:
@@ -306,7 +306,7 @@ def get(registry, args):
       geryon get d0.mbox d1.mbox d2.mbox out/   # three whole disks into out/
       geryon get d0.mbox:inbox/42 .
     """
-    from geryon.chunkfs.fetch import fetch_all
+    from geryon.disks.fetch import fetch_all
     from geryon.config import Config
     from geryon.registry.client import dial_registry
 

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
-from geryon.chunkfs.remote import DiskError, is_dir, run, walk
+from geryon.disks.remote import DiskError, is_dir, run, walk
 from geryon.ns.client import Client, explain
 
 
@@ -57,7 +57,7 @@ async def fetch_all(registry: Client, specs, dest: str, *, identity=None,
 
     Whole disks are fetched together and unpacked in a pool of processes (unpacking is
     Python work per file, so threads would share one core); paths go one by one over SFTP."""
-    from geryon.chunkfs.remote import split_spec
+    from geryon.disks.remote import split_spec
     wanted = [split_spec(spec) for spec in specs]
     if len(wanted) > 1 and Path(dest).exists() and not Path(dest).is_dir():
         raise DiskError(f"{dest} is not a directory; give a directory to copy several into")
@@ -69,7 +69,7 @@ async def fetch_all(registry: Client, specs, dest: str, *, identity=None,
 
 
 async def _fetch_all(registry, wanted, dest, identity, keepalive) -> int:
-    from geryon.chunkfs.remote import dial_disk
+    from geryon.disks.remote import dial_disk
     whole = [name for name, path in wanted if not path]
     count = 0
     if whole:

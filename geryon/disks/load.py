@@ -22,11 +22,11 @@ from pathlib import Path
 from geryon.chunkfs.chunk import Chunk
 from geryon.chunkfs.errors import ChunkFull
 from geryon.chunkfs.record import HEADER_SIZE
-from geryon.chunkfs.sources import Item, LoadError, check_sizes, prepare
+from geryon.disks.sources import Item, LoadError, check_sizes, prepare
 from geryon.errors import GeryonError
 from geryon.ndb import Entry, format_entry
 from geryon.ndb.database import Database
-from geryon.ndb.refresh import Refresher, disks_of, live_chunks
+from geryon.disks.refresh import Refresher, disks_of, live_chunks
 from geryon.ns.client import Client
 
 DEFAULT_LOAD_LEVEL = 1  # zstd -1: fast, as `tar | zstd -1`; higher levels fit more per disk
@@ -200,7 +200,7 @@ async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
 
     async def send(target: Target, image: Path, count: int, packed: int) -> Loaded:
         """Fill target with the image; a chunk written since we looked is passed over."""
-        from geryon.chunkfs.remote import run
+        from geryon.disks.remote import run
         try:
             while True:
                 try:
