@@ -28,7 +28,27 @@ DEFAULTS = {
     "mdns_interface": ("", "address of the interface mDNS may use (required when mdns is on)"),
     "keepalive": ("1", "seconds between SSH keepalives; a peer is dead after 3 missed"),
     "ndb": ("", "the cluster's ndb file naming disks (default: $GERYON_HOME/ndb/cluster)"),
+    # Limits every server puts on one connection (geryon.ns.limits explains the bounds).
+    "sftp_max_read": ("1048576", "bytes one SFTP read returns at most"),
+    "sftp_max_write": ("1048576", "bytes one SFTP write may carry"),
+    "sftp_max_handles": ("256", "files open at once on one SFTP session"),
+    "ssh_max_sessions": ("256", "sessions (channels) open at once on one SSH connection"),
+    "ssh_max_command": ("4096", "bytes of one SSH exec command line"),
+    "ssh_login_timeout": ("20", "seconds a connection has to finish its SSH handshake"),
+    # Limits the registry puts on everyone (docs/registry.md states the memory they bound).
+    "registry_line_bytes": ("16384", "bytes of one registry service line, update or filter"),
+    "registry_pairs": ("256", "attribute/value pairs of one registry service or filter"),
+    "registry_identity_bytes": ("134217728", "bytes of the registry's memory the entries "
+                                "of one identity may take"),
+    "registry_history": ("4096", "changes the registry remembers for event readers"),
+    "registry_history_bytes": ("4194304", "bytes of changes the registry remembers"),
 }
+# Keys whose values must be positive numbers (checked by Config.validate).
+POSITIVE = ("keepalive", "sftp_max_read", "sftp_max_write", "sftp_max_handles",
+            "ssh_max_sessions", "ssh_max_command", "ssh_login_timeout",
+            "registry_line_bytes", "registry_pairs", "registry_identity_bytes",
+            "registry_history", "registry_history_bytes")
+SECONDS = ("keepalive", "ssh_login_timeout")  # the rest are whole numbers
 BOOLEANS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
             "yes": True, "no": False}
 
@@ -49,6 +69,17 @@ class Config:
     mdns_interface: str = ""
     keepalive: str = "1"
     ndb: str = ""
+    sftp_max_read: str = DEFAULTS["sftp_max_read"][0]
+    sftp_max_write: str = DEFAULTS["sftp_max_write"][0]
+    sftp_max_handles: str = DEFAULTS["sftp_max_handles"][0]
+    ssh_max_sessions: str = DEFAULTS["ssh_max_sessions"][0]
+    ssh_max_command: str = DEFAULTS["ssh_max_command"][0]
+    ssh_login_timeout: str = DEFAULTS["ssh_login_timeout"][0]
+    registry_line_bytes: str = DEFAULTS["registry_line_bytes"][0]
+    registry_pairs: str = DEFAULTS["registry_pairs"][0]
+    registry_identity_bytes: str = DEFAULTS["registry_identity_bytes"][0]
+    registry_history: str = DEFAULTS["registry_history"][0]
+    registry_history_bytes: str = DEFAULTS["registry_history_bytes"][0]
 
     @classmethod
     def load(cls, **overrides) -> "Config":
@@ -84,12 +115,16 @@ class Config:
         if self.registry:
             from geryon import dial
             dial.parse(self.registry, "registry")
-        try:
-            if float(self.keepalive) <= 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"keepalive is {self.keepalive!r}; use a positive number "
-                              "of seconds") from None
+        for key in POSITIVE:
+            value = getattr(self, key)
+            kind = float if key in SECONDS else int
+            try:
+                if kind(value) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"{key} is {value!r}; use a positive "
+                                  f"{'number' if kind is float else 'whole number'} "
+                                  f"({DEFAULTS[key][1]})") from None
 
     @property
     def ndb_path(self) -> Path:

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import re
-import shlex
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
@@ -62,7 +61,7 @@ class ServedChunk:
             log.warning("%s", self.chunk.repair)
         self.disk = Disk(self.chunk, on_change=self.changed)
         self.server = Server(self.disk.root(), node.identity, keepalive=node.keepalive,
-                             process_factory=self.command)
+                             commands={"image-get": self.image_get, "image-put": self.put_image})
         self.name = ""
         self.pending = None
 
@@ -91,26 +90,15 @@ class ServedChunk:
 
     # The disk's bulk interface, by SSH exec (docs/disk.md): a whole chunk image in or out,
     # which is how `geryon load` fills a disk and how a disk is copied whole.
-    async def command(self, process, caller) -> None:
-        words = shlex.split(process.command or "")
-        try:
-            if words == ["image-get"]:
-                await self.image_get(process)
-            elif words == ["image-put"]:
-                if not caller.may(frozenset({"cpu", "admin"})):
-                    raise GeryonError("image-put: permission denied; it needs role cpu or admin")
-                await self.image_put(process)
-            else:
-                raise GeryonError(f"unknown disk command {process.command!r}; the commands "
-                                  "are image-get and image-put")
-        except (GeryonError, OSError) as err:
-            process.stderr.write(f"{self.id}: {err}\n".encode())
-            process.exit(1)
-            return
-        process.exit(0)
+    async def put_image(self, process, caller, args) -> None:
+        if not caller.may(frozenset({"cpu", "admin"})):
+            raise GeryonError(f"{self.id}: permission denied; image-put needs role cpu or admin")
+        no_arguments("image-put", args)
+        await self.image_put(process)
 
-    async def image_get(self, process) -> None:
+    async def image_get(self, process, caller, args) -> None:
         """Write the chunk as it is now: the log is append-only, so a prefix is whole."""
+        no_arguments("image-get", args)
         end = self.chunk.used
         with open(self.path, "rb") as f:
             offset = 0
@@ -165,6 +153,11 @@ class ServedChunk:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def no_arguments(command: str, args: list[str]) -> None:
+    if args:
+        raise GeryonError(f"{command} takes no arguments (got {' '.join(args)[:80]!r})")
 
 
 class Node:

@@ -182,3 +182,26 @@ def make_corpus(path: Path, files: int = 60, words: int = 3000, seed: int = 1) -
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(" ".join(rng.choice(vocabulary) for _ in range(words)) + "\n")
     return path
+
+
+def in_process_server(home: Path, root, **options):
+    """The one way to serve a tree in the test's own process: an async context manager
+    giving a started geryon.ns.server.Server on a loopback port 0 (default limits, unless
+    `limits` says otherwise)."""
+    import contextlib
+
+    from geryon.ns.ca import Identity
+    from geryon.ns.limits import SessionLimits
+    from geryon.ns.server import Server
+
+    @contextlib.asynccontextmanager
+    async def serving():
+        server = Server(root, Identity(home), limits=options.pop("limits", SessionLimits()),
+                        **options)
+        await server.start("tcp!127.0.0.1!0")
+        try:
+            yield server
+        finally:
+            await server.close()
+
+    return serving()

@@ -177,6 +177,28 @@ class CertificateAuthority:
         db.close()
         return TOKEN_PREFIX + base64.urlsafe_b64encode(secret + ca_raw).decode().rstrip("=")
 
+    def check_token(self, secret: bytes) -> list[str]:
+        """The roles of a token that is known, unspent and unexpired; else CAError."""
+        db = self._tokens()
+        try:
+            row = db.execute("select roles, expires, used_by from token where hash = ?",
+                             (hashlib.sha256(secret).hexdigest(),)).fetchone()
+        finally:
+            db.close()
+        return self._usable(row)
+
+    @staticmethod
+    def _usable(row) -> list[str]:
+        if row is None:
+            raise CAError("join token unknown to this CA; ask for a new one "
+                          "(`geryon ca token` on the CA machine)")
+        roles, expires, used_by = row
+        if used_by is not None:
+            raise CAError(f"join token already used (by {used_by}); tokens work once")
+        if time.time() > expires:
+            raise CAError("join token expired; ask for a new one")
+        return roles.split()
+
     def redeem_token(self, secret: bytes, joiner: str) -> list[str]:
         """Use a token once for the identity `joiner`, which must not be taken already:
         return its roles, or raise CAError (spent, expired, unknown, name taken) and change
@@ -188,14 +210,7 @@ class CertificateAuthority:
                 db.execute("begin immediate")
                 row = db.execute("select roles, expires, used_by from token where hash = ?",
                                  (hashlib.sha256(secret).hexdigest(),)).fetchone()
-                if row is None:
-                    raise CAError("join token unknown to this CA; ask for a new one "
-                                  "(`geryon ca token` on the CA machine)")
-                roles, expires, used_by = row
-                if used_by is not None:
-                    raise CAError(f"join token already used (by {used_by}); tokens work once")
-                if time.time() > expires:
-                    raise CAError("join token expired; ask for a new one")
+                roles = self._usable(row)
                 if db.execute("select 1 from identity where name = ?", (joiner,)).fetchone():
                     raise CAError(f"identity {joiner!r} is taken in this cluster; join with "
                                   "another --name (the token is still good)")
@@ -204,7 +219,7 @@ class CertificateAuthority:
                            (joiner, hashlib.sha256(secret).hexdigest()))
         finally:
             db.close()
-        return roles.split()
+        return roles
 
 
 def parse_token(token: str) -> tuple[bytes, asyncssh.SSHKey]:

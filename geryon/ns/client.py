@@ -7,8 +7,10 @@ the server answers each session's requests in order (see ARCHITECTURE.md).
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import asyncssh
+from asyncssh.sftp import FILEXFER_TYPE_DIRECTORY
 
 from geryon import dial
 from geryon.errors import GeryonError
@@ -41,6 +43,38 @@ def explain(err: Exception, what: str) -> RemoteError:
     if isinstance(err, (OSError, asyncssh.Error, asyncio.TimeoutError)):
         return RemoteError(f"{what}: {err.__class__.__name__}: {err}".rstrip(": "))
     return RemoteError(f"{what}: {err}")
+
+
+class RunTimeout(RemoteError, TimeoutError):
+    """A remote command did not finish in time (our error, and a TimeoutError)."""
+
+
+@dataclass
+class CompletedRun:
+    """What a remote command did: as asyncssh's run and subprocess.run give it."""
+
+    address: str
+    command: str
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def check(self) -> "CompletedRun":
+        """Self if the command succeeded, else RemoteError with what it said on stderr."""
+        if not self.ok:
+            said = self.stderr.decode(errors="replace").strip()
+            raise RemoteError(f"{self.address}: {self.command} failed (status "
+                              f"{self.exit_status}){': ' + said if said else ''}")
+        return self
+
+
+def is_dir(attrs: asyncssh.SFTPAttrs) -> bool:
+    """Whether SFTP attributes describe a directory."""
+    return attrs.type == FILEXFER_TYPE_DIRECTORY
 
 
 class Client:
@@ -118,11 +152,50 @@ class Client:
             await f.close()
 
     async def ls(self, path: str = "/") -> list[str]:
+        return [name for name, _ in await self.listdir(path)]
+
+    async def listdir(self, path: str = "/") -> list[tuple[str, asyncssh.SFTPAttrs]]:
+        """(name, attributes) of what a directory holds, sorted by name."""
         sftp = await self.main()
         try:
-            return sorted(n for n in await sftp.listdir(path) if n not in (".", ".."))
+            names = await sftp.readdir(path)
         except Exception as err:
             raise explain(err, f"{self.address}: ls {path}") from None
+        return sorted(((n.filename, n.attrs) for n in names
+                       if n.filename not in (".", "..")), key=lambda pair: pair[0])
+
+    async def stat(self, path: str) -> asyncssh.SFTPAttrs:
+        sftp = await self.main()
+        try:
+            return await sftp.stat(path)
+        except Exception as err:
+            raise explain(err, f"{self.address}: stat {path}") from None
+
+    async def remove(self, path: str) -> None:
+        sftp = await self.main()
+        try:
+            await sftp.remove(path)
+        except Exception as err:
+            raise explain(err, f"{self.address}: remove {path}") from None
+
+    async def run(self, command: str, *, input: bytes | None = None,
+                  timeout: float | None = None, check: bool = False) -> CompletedRun:
+        """Run a command by SSH exec and return what it did; raise RemoteError only when
+        asked (check) or when it could not run, RunTimeout when it passed timeout."""
+        try:
+            result = await asyncio.wait_for(
+                self.conn.run(command, input=input, encoding=None), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RunTimeout(f"{self.address}: {command} did not finish within {timeout} s"
+                             ) from None
+        except Exception as err:
+            raise explain(err, f"{self.address}: {command}") from None
+        status = result.exit_status
+        if status is None:  # ended by a signal, or the channel closed: as a shell says
+            status = 128 + 9 if result.exit_signal else 255
+        done = CompletedRun(str(self.address), command, status, result.stdout or b"",
+                            result.stderr or b"")
+        return done.check() if check else done
 
     async def close(self) -> None:
         self.conn.close()

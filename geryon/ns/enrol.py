@@ -13,12 +13,16 @@ The joiner checks the server's host certificate against the CA key inside the to
 it sends the token, so a token is never given to an impostor.
 """
 
+import logging
+
 import asyncssh
 
 from geryon import quote
 from geryon.ns.ca import CAError, CertificateAuthority, check_name, parse_token
 from geryon.ns.tree import File, NsError, StaticDir, TextHandle
 
+
+log = logging.getLogger("geryon.ns")
 
 MALFORMED = ("join request is malformed ({}); it needs name, userkey, hostkey and hostnames "
              "lines")
@@ -30,13 +34,18 @@ class Enrolment:
     def __init__(self, ca: CertificateAuthority):
         self.ca = ca
 
-    def plausible(self, password: str) -> bool:
-        """Whether a password is a token of this CA (it is redeemed when the join is made,
-        so that a spent or expired token can be told apart in the answer)."""
+    def valid(self, password: str) -> bool:
+        """Whether a password is a token of this CA, known, unspent and unexpired: only
+        then does the connection get a session.  It is redeemed when the join is made."""
         try:
-            return parse_token(password)[1] == self.ca.public_key()
-        except CAError:
+            secret, ca_key = parse_token(password)
+            if ca_key != self.ca.public_key():
+                return False
+            self.ca.check_token(secret)
+        except CAError as err:
+            log.warning("join refused at authentication: %s", err)
             return False
+        return True
 
     def tree(self, caller) -> "EnrolmentDir":
         return EnrolmentDir({"join": JoinFile(self)})

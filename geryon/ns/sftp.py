@@ -1,8 +1,18 @@
-"""Serve a geryon.ns.tree over asyncssh's SFTP server.
+"""Serve a geryon.ns.tree over asyncssh's SFTP server, allowing only what a tree does.
+
+Deny by default, at two levels.  The protocol handler (TreeSFTPHandler) answers only the
+requests in REQUESTS and offers only the extensions in EXTENSIONS; any other request
+(symlink, hardlink@openssh.com, lsetstat@openssh.com, statvfs, copy-data, locks, and
+whatever a later asyncssh adds) is answered "unsupported" before it reaches any code.
+Below it, every request method of asyncssh.SFTPServer that TreeSFTPServer does not
+implement is replaced by a refusal (see _refuse_the_rest), so that no default handler, all
+of which act on the server's real file system, can ever run.
 
 Paths are resolved from the tree's root on every request ('..' cannot climb above it).
 Tree errors become SFTP status replies carrying their message; anything unexpected is
-logged and answered with a generic failure, and the session keeps serving.
+logged and answered with a generic failure, and the session keeps serving.  Reads are cut
+to SessionLimits.max_read (a short read is legal SFTP); writes longer than max_write and
+opens past max_handles are refused with a message naming the limit.
 
 asyncssh answers one session's requests one at a time, so a read that waits holds up its
 session: clients give each waiting file its own session (geryon.ns.client does).  A wait is
@@ -15,8 +25,10 @@ import stat as statmod
 
 import asyncssh
 from asyncssh import sftp as sftpconst
+from asyncssh.sftp import SFTPServerHandler  # the protocol handler, cut down below
 
-from geryon.errors import GeryonError
+from geryon.errors import GeryonError, LimitExceeded, Unsupported
+from geryon.ns.limits import SessionLimits, refuse
 from geryon.ns.tree import (Caller, Dir, Exists, File, MessageHandle, NotFound, NsError,
                             PermissionDenied, unless)
 
@@ -24,7 +36,8 @@ log = logging.getLogger("geryon.ns")
 
 CODES = {"no such file": sftpconst.FX_NO_SUCH_FILE,
          "permission denied": sftpconst.FX_PERMISSION_DENIED,
-         "file exists": sftpconst.FX_FILE_ALREADY_EXISTS}
+         "file exists": sftpconst.FX_FILE_ALREADY_EXISTS,
+         "unsupported": sftpconst.FX_OP_UNSUPPORTED}
 
 
 def sftp_error(err: Exception) -> asyncssh.SFTPError:
@@ -67,10 +80,11 @@ def split_path(path: bytes) -> list[str]:
 class TreeSFTPServer(asyncssh.SFTPServer):
     """One SFTP session on a tree, on behalf of one Caller."""
 
-    def __init__(self, chan, root: Dir, caller: Caller):
+    def __init__(self, chan, root: Dir, caller: Caller, limits: SessionLimits):
         super().__init__(chan)
         self.root = root
         self.caller = caller
+        self.limits = limits
 
     def walk(self, parts: list[str]):
         node = self.root
@@ -136,6 +150,7 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     @guarded
     async def read(self, handle, offset, size):
+        size = min(size, self.limits.max_read)
         if not isinstance(handle, MessageHandle):
             return await handle.read(offset, size)
         # A read that waits ends when its session closes, not only its connection: a
@@ -146,6 +161,8 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     @guarded
     async def write(self, handle, offset, data):
+        if len(data) > self.limits.max_write:
+            raise refuse("an SFTP write", len(data), self.limits.max_write, "sftp_max_write")
         await handle.write(offset, data)
         return len(data)
 
@@ -167,6 +184,7 @@ class TreeSFTPServer(asyncssh.SFTPServer):
     @guarded
     async def setstat(self, path, attrs):
         node = self.walk(split_path(path))
+        refuse_owners_and_size(attrs, "set the size through an open file (truncate)")
         setter = getattr(node, "set_attributes", None)
         if setter is not None and (attrs.permissions is not None or attrs.mtime is not None):
             node.check(self.caller, True, path.decode(errors="replace"))
@@ -176,6 +194,7 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     @guarded
     async def fsetstat(self, handle, attrs):
+        refuse_owners_and_size(attrs, None)
         if attrs.size is not None:
             await handle.truncate(attrs.size)
         if attrs.permissions is not None or attrs.mtime is not None:
@@ -230,8 +249,105 @@ class TreeSFTPServer(asyncssh.SFTPServer):
 
     posix_rename = rename
 
-    async def statvfs(self, path):
-        raise asyncssh.SFTPOpUnsupported("statvfs is not supported on synthetic trees")
-
     async def readlink(self, path):
         raise asyncssh.SFTPNoSuchFile("no symbolic links here")
+
+    # Helpers of asyncssh's default handlers, which map to real paths: nothing here may
+    # ever call them, so they refuse too.
+    def map_path(self, path):
+        raise asyncssh.SFTPOpUnsupported("no real paths are served here")
+
+    reverse_map_path = map_path
+
+
+def refuse_owners_and_size(attrs: asyncssh.SFTPAttrs, size_advice: str | None) -> None:
+    """Trees keep modes and times, never owners; a path's size is set only when open."""
+    if attrs.uid is not None or attrs.gid is not None or attrs.owner or attrs.group:
+        raise Unsupported("changing a file's owner or group is not supported here: trees "
+                          "have no owners but the roles that may read and write them")
+    if size_advice and attrs.size is not None:
+        raise Unsupported(f"setting a size by path is not supported here; {size_advice}")
+
+
+# asyncssh.SFTPServer's methods that are not requests: helpers its handler calls to shape
+# replies (no file system access) and the session's exit.
+NOT_REQUESTS = frozenset({"convert_attrs", "format_user", "format_group", "format_longname",
+                          "exit"})
+
+
+def _refusal(name: str):
+    async def refused(self, *args):
+        log.info("%s: refused SFTP request %s", self.caller.identity, name)
+        raise asyncssh.SFTPOpUnsupported(f"{name} is not supported on this server")
+    refused.__name__ = name
+    refused.refused = True
+    return refused
+
+
+def _refuse_the_rest(cls):
+    """Replace every request method of asyncssh.SFTPServer that cls does not implement
+    with a refusal, so a method a later asyncssh adds is refused too."""
+    for name in dir(asyncssh.SFTPServer):
+        if name.startswith("_") or name in NOT_REQUESTS or name in vars(cls):
+            continue
+        if callable(getattr(asyncssh.SFTPServer, name)):
+            setattr(cls, name, _refusal(name))
+    return cls
+
+
+_refuse_the_rest(TreeSFTPServer)
+
+
+# The requests the protocol handler answers; everything else is "unsupported" at once.
+REQUESTS = frozenset({
+    sftpconst.FXP_OPEN, sftpconst.FXP_CLOSE, sftpconst.FXP_READ, sftpconst.FXP_WRITE,
+    sftpconst.FXP_LSTAT, sftpconst.FXP_FSTAT, sftpconst.FXP_SETSTAT, sftpconst.FXP_FSETSTAT,
+    sftpconst.FXP_OPENDIR, sftpconst.FXP_READDIR, sftpconst.FXP_REMOVE, sftpconst.FXP_MKDIR,
+    sftpconst.FXP_RMDIR, sftpconst.FXP_REALPATH, sftpconst.FXP_STAT, sftpconst.FXP_RENAME,
+    sftpconst.FXP_READLINK, b"posix-rename@openssh.com", b"limits@openssh.com"})
+EXTENSIONS = frozenset({b"newline", b"vendor-id", b"posix-rename@openssh.com",
+                        b"limits@openssh.com"})
+
+
+class TreeSFTPHandler(SFTPServerHandler):
+    """asyncssh's SFTP protocol handler cut down to REQUESTS, with our limits."""
+
+    _extensions = [(name, data) for name, data in SFTPServerHandler._extensions
+                   if name in EXTENSIONS]
+
+    def __init__(self, server: TreeSFTPServer, reader, writer, sftp_version: int):
+        super().__init__(server, reader, writer, sftp_version)
+        self.limits = server.limits
+
+    def _check_handles(self) -> None:
+        open_now = len(self._file_handles) + len(self._dir_handles)
+        if open_now >= self.limits.max_handles:
+            err = refuse("the number of files open on this session", open_now + 1,
+                         self.limits.max_handles, "sftp_max_handles")
+            raise asyncssh.SFTPFailure(str(err))
+
+    async def _process_open(self, packet):
+        self._check_handles()
+        return await SFTPServerHandler._process_open(self, packet)
+
+    async def _process_opendir(self, packet):
+        self._check_handles()
+        return await SFTPServerHandler._process_opendir(self, packet)
+
+    async def _process_limits(self, packet):
+        packet.check_end()
+        max_write = min(self.limits.max_write, sftpconst.MAX_SFTP_WRITE_LEN)
+        return sftpconst.SFTPLimits(max_write + 1024, min(self.limits.max_read,
+                                                          sftpconst.MAX_SFTP_READ_LEN),
+                                    max_write, self.limits.max_handles)
+
+    _packet_handlers = {kind: handler for kind, handler
+                        in SFTPServerHandler._packet_handlers.items() if kind in REQUESTS}
+    _packet_handlers.update({sftpconst.FXP_OPEN: _process_open,
+                             sftpconst.FXP_OPENDIR: _process_opendir,
+                             b"limits@openssh.com": _process_limits})
+
+
+async def serve_sftp(server: TreeSFTPServer, reader, writer, sftp_version: int) -> None:
+    """Run one SFTP session on a tree (the session's stdin and stdout as bytes)."""
+    await TreeSFTPHandler(server, reader, writer, sftp_version).run()
