@@ -4,7 +4,8 @@ import sys
 
 import click
 
-from geryon.cli import CONTEXT_SETTINGS, registry_option, run_async, setup_logging
+from geryon.cli import (CONTEXT_SETTINGS, announce_ready, ready_option, registry_option,
+                        run_async, setup_logging)
 
 ndb_option = click.option("--ndb", default="", metavar="FILE",
                           help="the cluster's ndb file (default: config ndb, "
@@ -22,8 +23,9 @@ ndb_option = click.option("--ndb", default="", metavar="FILE",
 @click.option("--listen", default="", help="address to serve on (default: the one the "
               "registry sees us at)")
 @registry_option
+@ready_option
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
-def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, verbose):
+def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, ready_file, verbose):
     """Serve this machine's chunk disks and keep them registered.
 
     Each chunk file in the directory is served as a file tree (over SFTP) on a port of its
@@ -51,7 +53,8 @@ def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, verbose):
         served = Node(directory, name=name or socket.gethostname(),
                       config=Config.load(registry=registry), listen_host=listen)
         try:
-            await served.start()
+            await served.start()  # returns once every chunk is registered
+            announce_ready(ready_file, "\n".join(c.name for c in served.chunks))
             click.echo(f"node {served.name}: serving {len(served.chunks)} chunks", err=True)
             await served.run()
         finally:
@@ -64,59 +67,52 @@ def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, verbose):
 @ndb_option
 @registry_option
 @click.option("--watch", is_flag=True, help="keep going: refresh on every registry or ndb change")
+@click.option("--ready", "ready_file", default="", metavar="FILE",
+              help="with --watch: write FILE once the registry is dialled and refreshed")
 @click.option("-v", "--verbose", is_flag=True, help="print each change made")
-def refresh(ndb, registry, watch, verbose):
+def refresh(ndb, registry, watch, ready_file, verbose):
     """Make the registry's disk entries match the ndb file and the live chunks.
 
     For each disk the ndb file names whose chunk is live, a persistent entry
     `dN.app host H automount 1 persist 1 addr tcp!H!P id chunkN [replica R]`; entries of
-    disks no longer named, or whose chunk is gone, are removed.  Quiet when all is well;
-    exit status 1 and a message naming the disk when not.  Safe to run from cron.
+    disks no longer named, or whose chunk is gone, are removed.  A disk whose master no
+    node serves is noted on standard error.  Quiet when all is well; exit status 1 and a
+    message naming the disk when a change fails.  Safe to run from cron.
 
     \b
     Example:
       geryon refresh
       geryon refresh --watch &     # current within 2 s of any change
     """
-    import asyncio
-
     from geryon.config import Config
-    from geryon.errors import GeryonError
-    from geryon.disks.refresh import Refresher
+    from geryon.disks.refresh import Refresher, follow
     from geryon.registry.client import dial_registry
-    from geryon.retry import Backoff
 
     setup_logging(False)  # -v prints the changes themselves, not the machinery's log
     config = Config.load(registry=registry, ndb=ndb)
+    state = {"said": [], "ready": False}  # a watch repeats notes only when they change
 
-    def report(actions):
-        if verbose and isinstance(actions, list):
-            for action in actions:
+    def report(outcome):
+        if not isinstance(outcome, Exception):  # an error the watch has logged: it goes on
+            for action in outcome.actions if verbose else ():
                 click.echo(str(action))
+            if outcome.unserved != state["said"]:
+                for note in outcome.unserved:
+                    click.echo(f"refresh: {note}", err=True)
+                state["said"] = outcome.unserved
+        if not state["ready"]:
+            announce_ready(ready_file, config.registry)
+            state["ready"] = True
 
     async def once():
-        client = await dial_registry(config)
-        try:
+        async with await dial_registry(config) as client:
             report(await Refresher(client, config.ndb_path).refresh())
-        finally:
-            await client.close()
 
-    async def follow():
-        # A daemon: when the registry goes (restarts), dial again and carry on.
-        backoff = Backoff(initial=0.5, cap=5.0)
-        while True:
-            try:
-                client = await dial_registry(config)
-                try:
-                    backoff.reset()
-                    await Refresher(client, config.ndb_path).watch(on_done=report)
-                finally:
-                    await client.close()
-            except GeryonError as err:
-                click.echo(f"refresh: {err}; trying again", err=True)
-            await asyncio.sleep(backoff.delay())
+    def lost(err):
+        click.echo(f"refresh: {err}; trying again", err=True)
 
-    run_async(follow() if watch else once(), daemon=watch)
+    run_async(follow(lambda: dial_registry(config), config.ndb_path, report, lost)
+              if watch else once(), daemon=watch)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -141,10 +137,10 @@ def load(app, split_lines, level, ndb, registry, sources):
       geryon load --app mbox ~/Mail
       geryon disks
     """
-    from geryon.disks.load import load as load_disks
-    from geryon.disks.sources import gather
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
+    from geryon.disks.load import load as load_disks
+    from geryon.disks.sources import gather
     from geryon.registry.client import dial_registry
 
     config = Config.load(registry=registry, ndb=ndb)
@@ -157,20 +153,20 @@ def load(app, split_lines, level, ndb, registry, sources):
                             file=sys.stderr) if sys.stderr.isatty() else None
 
     async def main():
-        client = await dial_registry(config)
-        try:
+        async with await dial_registry(config) as client:
             return await load_disks(client, items, app, config.ndb_path, split=split_lines,
                                     level=level, keepalive=float(config.keepalive),
                                     progress=bar.update if bar else None)
-        finally:
-            await client.close()
 
     if bar:
         with bar:
-            loaded = run_async(main())
+            report = run_async(main())
     else:
-        loaded = run_async(main())
-    for disk in loaded:
+        report = run_async(main())
+    if report.already:
+        click.echo(f"load: {report.already} files already on disks of {app} were passed over",
+                   err=True)
+    for disk in report.disks:
         click.echo(f"{disk.disk} {disk.host} {disk.files} files {format_size(disk.bytes)}")
 
 
@@ -189,28 +185,19 @@ def disks(ndb, registry):
     Example:
       geryon disks
     """
-    from pathlib import Path
-
     from geryon.chunkfs.sizes import format_size
     from geryon.config import Config
-    from geryon.ndb.database import Database
-    from geryon.disks.refresh import disks_of, states
-    from geryon.registry.client import dial_registry, query
+    from geryon.disks.cluster import disk_states
+    from geryon.registry.client import dial_registry
 
     config = Config.load(registry=registry, ndb=ndb)
 
     async def main():
-        client = await dial_registry(config)
-        try:
-            return await query(client)
-        finally:
-            await client.close()
+        async with await dial_registry(config) as client:
+            return await disk_states(client, config.ndb_path)
 
-    services = run_async(main())
-    named = disks_of(Database(config.ndb_path).entries()) if Path(config.ndb_path).exists() \
-        else []
     rows = [("DISK", "NODE", "CHUNK", "FILL", "STATE")]
-    for disk in states(named, services):
+    for disk in run_async(main()):
         fill = "-" if disk.used is None else \
             f"{format_size(disk.used)}/{format_size(disk.size)} " \
             f"{100 * disk.used // max(disk.size, 1)}%"
@@ -222,23 +209,19 @@ def disks(ndb, registry):
 
 def with_disk(spec, registry, work):
     """Dial the disk named by DISK[:PATH] and run work(client, path)."""
-    from geryon.disks.remote import dial_disk, split_spec
     from geryon.config import Config
+    from geryon.disks.names import split_spec
+    from geryon.disks.remote import dial_disk
     from geryon.registry.client import dial_registry
 
     config = Config.load(registry=registry)
     name, path = split_spec(spec)
 
     async def main():
-        reg = await dial_registry(config)
-        try:
+        async with await dial_registry(config) as reg:
             disk = await dial_disk(reg, name, keepalive=float(config.keepalive))
-        finally:
-            await reg.close()
-        try:
+        async with disk:
             return await work(disk, path)
-        finally:
-            await disk.close()
 
     return run_async(main())
 
@@ -255,16 +238,11 @@ def ls(registry, long, spec):
       geryon ls d0.mbox
       geryon ls -l d0.mbox:inbox
     """
-    async def work(disk, path):
-        sftp = await disk.main()
-        from geryon.ns.client import explain
-        try:
-            names = await sftp.readdir("/" + path)
-        except Exception as err:
-            raise explain(err, f"{spec}") from None
-        return sorted((n.filename, n.attrs) for n in names if n.filename not in (".", ".."))
+    from geryon.disks.remote import is_dir, listing
 
-    from geryon.disks.remote import is_dir
+    async def work(disk, path):
+        return await listing(disk, path, spec)
+
     for name, attrs in with_disk(spec, registry, work):
         directory = is_dir(attrs)
         if long:
@@ -306,19 +284,16 @@ def get(registry, args):
       geryon get d0.mbox d1.mbox d2.mbox out/   # three whole disks into out/
       geryon get d0.mbox:inbox/42 .
     """
-    from geryon.disks.fetch import fetch_all
     from geryon.config import Config
+    from geryon.disks.fetch import fetch_all
     from geryon.registry.client import dial_registry
 
     specs, dest = (args[:-1], args[-1]) if len(args) > 1 else (args, ".")
     config = Config.load(registry=registry)
 
     async def main():
-        reg = await dial_registry(config)
-        try:
+        async with await dial_registry(config) as reg:
             return await fetch_all(reg, specs, dest, keepalive=float(config.keepalive))
-        finally:
-            await reg.close()
 
     count = run_async(main())
     click.echo(f"{count} file{'s' if count != 1 else ''}", err=True)

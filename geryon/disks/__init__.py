@@ -1,22 +1,39 @@
 """The cluster's view of disks: names in ndb/cluster, entries in the registry, the chunks
-nodes serve, and the commands that fill and read them (docs/disks.md).
+nodes serve, and filling and reading them from anywhere (docs/disks.md).  rcpu, mapreduce
+and the web page use disks through this package; geryon.chunkfs below it is the chunk
+format and the tree one node serves.
 
-refresh (make the registry's disk entries agree with ndb and the live chunks), load (fill
-new disks from local files; sources says what is loaded), remote (find a disk in the
-registry and dial it), fetch (copy from disks to local files).
+Pure (no I/O): errors; names (NamedDisk from ndb, RegisteredDisk from the registry, live
+chunks, disk states); plan (refresh's actions, the chunks a load fills, files already
+loaded).  I/O, thin: cluster (read ndb and registry), refresh (apply plans, watch, follow),
+remote (find and dial one disk), load and sources (fill new disks), fetch (copy out).
 
-The names below are loaded on first use, so that the pure parts load no asyncio or asyncssh.
+refresh's plan() and load's load() are called by module (geryon.disks.plan.plan,
+geryon.disks.load.load), whose names they share.  The names below are loaded on first use, so that the pure modules load no asyncio or
+asyncssh.
 """
 
 import importlib
 
-_PUBLIC = {"Refresher": "geryon.disks.refresh", "RefreshError": "geryon.disks.refresh",
-           "disks_of": "geryon.disks.refresh", "live_chunks": "geryon.disks.refresh",
-           "plan": "geryon.disks.refresh", "states": "geryon.disks.refresh",
-           "load": "geryon.disks.load", "gather": "geryon.disks.sources",
-           "LoadError": "geryon.disks.sources", "DiskError": "geryon.disks.remote",
-           "dial_disk": "geryon.disks.remote", "lookup": "geryon.disks.remote",
-           "fetch_all": "geryon.disks.fetch"}
+_PUBLIC = {
+    "DiskError": "geryon.disks.errors", "LoadError": "geryon.disks.errors",
+    "RefreshError": "geryon.disks.errors",
+    "NamedDisk": "geryon.disks.names", "RegisteredDisk": "geryon.disks.names",
+    "DiskState": "geryon.disks.names", "disks_of": "geryon.disks.names",
+    "live_chunks": "geryon.disks.names", "states": "geryon.disks.names",
+    "unserved": "geryon.disks.names", "split_spec": "geryon.disks.names",
+    "check_disk_name": "geryon.disks.names",
+    "Action": "geryon.disks.plan", "plan_load": "geryon.disks.plan",
+    "Target": "geryon.disks.plan",
+    "named_disks": "geryon.disks.cluster", "disk_states": "geryon.disks.cluster",
+    "Refresher": "geryon.disks.refresh", "Refreshed": "geryon.disks.refresh",
+    "follow": "geryon.disks.refresh",
+    "lookup": "geryon.disks.remote", "dial_disk": "geryon.disks.remote",
+    "run": "geryon.disks.remote", "listing": "geryon.disks.remote",
+    "walk": "geryon.disks.remote",
+    "LoadReport": "geryon.disks.load",
+    "gather": "geryon.disks.sources", "fetch_all": "geryon.disks.fetch",
+}
 
 __all__ = list(_PUBLIC)
 

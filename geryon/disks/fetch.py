@@ -8,7 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
-from geryon.disks.remote import DiskError, is_dir, run, walk
+from geryon.disks.errors import DiskError
+from geryon.disks.names import split_spec
+from geryon.disks.remote import dial_disk, is_dir, run, walk
 from geryon.ns.client import Client, explain
 
 
@@ -57,7 +59,6 @@ async def fetch_all(registry: Client, specs, dest: str, *, identity=None,
 
     Whole disks are fetched together and unpacked in a pool of processes (unpacking is
     Python work per file, so threads would share one core); paths go one by one over SFTP."""
-    from geryon.disks.remote import split_spec
     wanted = [split_spec(spec) for spec in specs]
     if len(wanted) > 1 and Path(dest).exists() and not Path(dest).is_dir():
         raise DiskError(f"{dest} is not a directory; give a directory to copy several into")
@@ -69,7 +70,6 @@ async def fetch_all(registry: Client, specs, dest: str, *, identity=None,
 
 
 async def _fetch_all(registry, wanted, dest, identity, keepalive) -> int:
-    from geryon.disks.remote import dial_disk
     whole = [name for name, path in wanted if not path]
     count = 0
     if whole:
@@ -79,22 +79,16 @@ async def _fetch_all(registry, wanted, dest, identity, keepalive) -> int:
                 ProcessPoolExecutor(min(len(whole), os.cpu_count() or 2)) as pool:
 
             async def one(name: str) -> int:
-                disk = await dial_disk(registry, name, identity, keepalive)
-                try:
+                async with await dial_disk(registry, name, identity, keepalive) as disk:
                     image = Path(scratch) / name
                     image.write_bytes(await run(disk, "image-get"))
-                finally:
-                    await disk.close()
                 return await loop.run_in_executor(pool, unpack_image, image, Path(dest))
 
             count += sum(await asyncio.gather(*(one(name) for name in whole)))
     for name, path in wanted:
         if path:
-            disk = await dial_disk(registry, name, identity, keepalive)
-            try:
+            async with await dial_disk(registry, name, identity, keepalive) as disk:
                 count += await fetch(disk, path, dest)
-            finally:
-                await disk.close()
     return count
 
 

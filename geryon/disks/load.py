@@ -3,30 +3,39 @@
 Theory of operation.  Files are packed, in order, into a chunk image made here (a scratch
 chunk of the target's capacity, so what fits is exactly what the chunk format says fits,
 compressed once); the image is sent whole to an empty chunk on a node (`image-put`, which
-checks it and swaps it in atomically), named `dN.APP` in the ndb file, and, at the end,
-`refresh` puts the disks in the registry.  Packing the next image overlaps sending the
-last.  Empty disks the ndb file already names for the application are filled first; then
-empty unnamed chunks, taken round-robin across nodes so the disks spread out.
+checks it and swaps it in atomically), and, at the end, `refresh` puts the disks in the
+registry.  Packing the next image overlaps sending the last.  plan.plan_load chooses the
+chunks: empty disks the ndb file already names for the application first, then empty
+unnamed chunks round-robin across nodes.
+
+A load that stops short can be run again and completes.  A new disk is named in the ndb
+file before its image is sent, and unnamed again only when its node refused the image
+(so nothing was written).  When the send was cut off instead (the node died, the network
+went), the name stays: the next run fills that disk first if its chunk is still empty,
+and lists it if not.  Files already on a disk of the application (same path, size and
+modification time) are passed over, so nothing is loaded twice.
 """
 
 import asyncio
 import multiprocessing
 import os
-import re
 import tempfile
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
 from geryon.chunkfs.errors import ChunkFull
-from geryon.chunkfs.record import HEADER_SIZE
-from geryon.disks.sources import Item, LoadError, check_sizes, prepare
+from geryon.disks.cluster import named_disks, services
+from geryon.disks.errors import DiskError, LoadError
+from geryon.disks.plan import Target, app_pattern, not_yet_loaded, plan_load
+from geryon.disks.refresh import Refresher
+from geryon.disks.remote import listing, run, walk
+from geryon.disks.sources import Item, check_sizes, prepare
 from geryon.errors import GeryonError
 from geryon.ndb import Entry, format_entry
 from geryon.ndb.database import Database
-from geryon.disks.refresh import Refresher, disks_of, live_chunks
 from geryon.ns.client import Client
 
 DEFAULT_LOAD_LEVEL = 1  # zstd -1: fast, as `tar | zstd -1`; higher levels fit more per disk
@@ -34,16 +43,213 @@ BATCH = 256  # files a worker reads and compresses at a time
 AHEAD = 4  # batches handed out ahead of the packing
 
 
-@dataclass
-class Target:
-    """An empty chunk that will become disk `name` (a new disk is named when filled)."""
+class Naming:
+    """Appends disk entries to the ndb file (made if need be), durably, and takes back the
+    last one appended while nothing else has been written after it."""
 
-    name: str
+    def __init__(self, ndb_path: Path):
+        self.path = Path(ndb_path)
+
+    def name(self, target: Target) -> tuple[int, int]:
+        """Append the target's entry; return the span it took, for take_back."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            start = f.tell()
+            f.write(("\n" if start else "") + format_entry(Entry(
+                [[("name", target.name), ("kfs", "")],
+                 [("master", f"{target.host}!{target.chunk}")]])))
+            f.flush()
+            os.fsync(f.fileno())
+            return start, f.tell()
+
+    def take_back(self, span: tuple[int, int]) -> bool:
+        """Remove an entry name() appended, if the file still ends with it."""
+        start, end = span
+        with open(self.path, "r+") as f:
+            if os.fstat(f.fileno()).st_size != end:
+                return False  # someone wrote after it: leave the file alone
+            f.truncate(start)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+
+@dataclass
+class Loaded:
+    """A disk filled by a load."""
+
+    disk: str
     host: str
-    chunk: str
-    addr: str
-    capacity: int
-    named: bool  # the ndb file names it already
+    files: int
+    bytes: int
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the disks it filled, and how many files were on the application's
+    disks already (and so passed over)."""
+
+    disks: list[Loaded] = field(default_factory=list)
+    already: int = 0
+
+
+async def files_on(chunks, identity, keepalive) -> set:
+    """(path, size, mtime) of every file on the given live chunks (Services)."""
+    async def one(chunk) -> set:
+        async with await Client.connect(chunk.name, identity, keepalive=keepalive) as disk:
+            return {(path, attrs.size, attrs.mtime) async for path, directory, attrs
+                    in walk(disk) if not directory}
+    found = await asyncio.gather(*(one(chunk) for _, chunk in chunks))
+    return set().union(*found)
+
+
+async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
+               split: bool = False, level: int = DEFAULT_LOAD_LEVEL, identity=None,
+               keepalive=1.0, progress=None) -> LoadReport:
+    """Load files (from gather()) into disks of app, passing over those already on them;
+    return what went where.  A LoadError names what was not loaded."""
+    app_pattern(app)
+    if not items:
+        raise LoadError("nothing to load: the sources hold no files")
+    chosen = plan_load(named_disks(Database(ndb_path)),
+                       await services(registry, "resource", "kfs"), app)
+    sizes = [t.capacity for t in chosen.targets] or \
+        [int(c.attrs["size"]) for _, c in chosen.filled]
+    if sizes:
+        items = check_sizes(items, min(sizes), split)
+    present = await files_on(chosen.filled, identity, keepalive) if chosen.filled else set()
+    todo = not_yet_loaded(items, present)
+    report = LoadReport(already=len(items) - len(todo))
+    if progress and report.already:
+        progress(sum(i.size for i in items) - sum(i.size for i in todo))
+    if not todo:
+        return report
+    if not chosen.targets:
+        raise LoadError("no empty chunks are free for new disks (registered, and not named "
+                        "for another disk in the ndb file): add some with `geryon node "
+                        "--new-chunks N`")
+    sender = Sender(app, chosen.targets, chosen.next_number, Naming(ndb_path), identity,
+                    keepalive)
+    failure = None
+    try:
+        await sender.fill(Packer(todo, level, progress), report)
+    except LoadError as err:
+        failure = err  # what was filled is registered all the same, and usable at once
+    try:
+        await Refresher(registry, ndb_path).refresh()
+    except GeryonError as err:
+        if failure is None:
+            raise
+        raise LoadError(f"{failure} (and refresh failed: {err})") from None
+    if failure is not None:
+        raise failure
+    return report
+
+
+class Sender:
+    """Sends images to the targets in order, naming new disks as it goes."""
+
+    def __init__(self, app: str, targets: list[Target], number: int, naming: Naming,
+                 identity, keepalive: float):
+        self.app, self.naming = app, naming
+        self.spare = iter(targets)
+        self.number = number
+        self.identity, self.keepalive = identity, keepalive
+
+    async def fill(self, packer: "Packer", report: LoadReport) -> None:
+        """Pack and send until every item is on a disk; LoadError if that cannot be."""
+        upload = None
+        try:
+            for target in self.spare:
+                if packer.finished:
+                    break
+                first = packer.done
+                image, count, packed = await asyncio.to_thread(packer.pack, target.capacity)
+                if upload is not None:
+                    report.disks.append(await upload)  # one send at a time, named in order
+                upload = asyncio.ensure_future(self.send(target, image, first, count, packed))
+            if upload is not None:
+                report.disks.append(await upload)
+                upload = None
+        except SendFailed as failed:
+            pending = (f"{failed.pending} (named in the ndb file: the next run fills it "
+                       "if it is empty and lists it if not) and " if failed.pending else "")
+            raise LoadError(f"{failed.reason}. Not written: {pending}the "
+                            f"{len(packer.items) - failed.first} files from "
+                            f"{packer.items[failed.first].path} on. {self.written(report)} "
+                            "Run the same load again to load the rest: files already on "
+                            "disks of the application are passed over") from None
+        finally:
+            if upload is not None:
+                upload.cancel()
+                await asyncio.gather(upload, return_exceptions=True)
+            packer.close()
+        if not packer.finished:
+            left = packer.items[packer.done]
+            raise LoadError(f"ran out of empty chunks with {len(packer.items) - packer.done} "
+                            f"files left (from {left.path}). {self.written(report)} Add "
+                            "chunks (geryon node --new-chunks N) and run the same load again")
+
+    @staticmethod
+    def written(report: LoadReport) -> str:
+        if not report.disks:
+            return "No disk was filled."
+        return (f"Filled, named and registered: "
+                f"{', '.join(d.disk for d in report.disks)}.")
+
+    async def send(self, target: Target, image: Path, first: int, count: int,
+                   packed: int) -> Loaded:
+        """Fill a target with the image; a chunk written since it was chosen is passed over
+        for the next empty one of the same capacity."""
+        try:
+            while True:
+                span = None
+                if not target.named:
+                    target.name = f"d{self.number}.{self.app}"
+                    span = self.naming.name(target)
+                try:
+                    refusal = await self.put(target, image)
+                except (GeryonError, OSError) as err:  # cut off: the name stays, see above
+                    raise SendFailed(f"sending {target.name} to {target.host} ({target.addr}) "
+                                     f"was cut off: {err}", first, target.name) from None
+                if refusal is None:
+                    break
+                if span:  # refused, so nothing was written: the name goes again
+                    self.naming.take_back(span)
+                    target.name = ""
+                refused, holds_files = refusal
+                if not holds_files:
+                    raise SendFailed(f"{target.host}!{target.chunk} refused the image: "
+                                     f"{refused}", first)
+                target = next((t for t in self.spare if t.capacity >= target.capacity), None)
+                if target is None:
+                    raise SendFailed(f"{refused}; it was written to since the load chose it, "
+                                     "and no other empty chunk is left", first)
+        finally:
+            image.unlink(missing_ok=True)
+        if not target.named:
+            self.number += 1
+        return Loaded(target.name, target.host, count, packed)
+
+    async def put(self, target: Target, image: Path):
+        """Send the image: None once the chunk holds it, or (the node's refusal, whether
+        the chunk holds files) when the node refused it and so wrote nothing."""
+        async with await Client.connect(target.addr, self.identity,
+                                        keepalive=self.keepalive) as disk:
+            try:
+                await run(disk, "image-put", image.read_bytes())
+                return None
+            except DiskError as refused:
+                return refused, bool(await listing(disk))
+
+
+class SendFailed(Exception):
+    """An image that did not reach its disk: why, the index of its first item, and the
+    disk named for it that may or may not hold it."""
+
+    def __init__(self, reason: str, first: int, pending: str = ""):
+        super().__init__(reason)
+        self.reason, self.first, self.pending = reason, first, pending
 
 
 class Packer:
@@ -51,11 +257,11 @@ class Packer:
     files a batch at a time, ahead of need; this side only appends the records, so the
     two cores both work.  What does not fit one image starts the next, compressed once."""
 
-    def __init__(self, items: list[Item], level: int, directory: str, progress=None):
+    def __init__(self, items: list[Item], level: int, progress=None):
         self.items = items
         self.progress = progress  # called with bytes packed, a batch at a time
         self.level = level
-        self.directory = directory
+        self.directory = tempfile.mkdtemp(prefix="geryon-load-")  # images being packed
         # forkserver: workers are not forked from a process with threads and an event loop
         self.pool = ProcessPoolExecutor(min(2, os.cpu_count() or 1),
                                         mp_context=multiprocessing.get_context("forkserver"))
@@ -114,136 +320,8 @@ class Packer:
         for _, future in self.batches:
             future.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-async def targets(registry: Client, db: Database, app: str) -> tuple[list[Target], int]:
-    """Empty disks to fill, in order: named ones of the app first, then free chunks; and
-    the number the next new disk of the app gets."""
-    from geryon.registry.client import query
-    chunks = live_chunks(await query(registry, "resource", "kfs"))
-    named_disks = disks_of(db.entries()) if Path(db.path).exists() else []
-    named = {(d.host, d.chunk) for d in named_disks}
-    pattern = re.compile(rf"d(\d+)\.{re.escape(app)}$")
-
-    def empty(service):
-        return int(service.attrs.get("used", HEADER_SIZE + 1)) <= HEADER_SIZE
-
-    out = []
-    numbers = []
-    for disk in named_disks:
-        match = pattern.fullmatch(disk.name)
-        if not match:
-            continue
-        numbers.append(int(match.group(1)))
-        service = chunks.get((disk.host, disk.chunk))
-        if service is not None and empty(service):
-            out.append((int(match.group(1)), Target(disk.name, disk.host, disk.chunk,
-                                                    service.name, int(service.attrs["size"]),
-                                                    True)))
-    out = [t for _, t in sorted(out, key=lambda p: p[0])]
-    free = [s for key, s in chunks.items() if key not in named and empty(s)]
-    def order(service):
-        number = re.fullmatch(r"chunk(\d+)", service.attrs.get("id", ""))
-        return (int(number.group(1)) if number else 0, service.attrs.get("host", ""))
-
-    by_host: dict[str, list] = {}
-    for service in sorted(free, key=order):
-        by_host.setdefault(service.attrs["host"], []).append(service)
-    spread = []
-    while any(by_host.values()):
-        for host in sorted(by_host):
-            if by_host[host]:
-                spread.append(by_host[host].pop(0))
-    for service in spread:
-        out.append(Target("", service.attrs["host"], service.attrs["id"], service.name,
-                          int(service.attrs["size"]), False))
-    return out, max(numbers, default=-1) + 1
-
-
-def name_disk(ndb_path: Path, target: Target) -> None:
-    """Append the disk's entry to the ndb file (made if need be), durably."""
-    ndb_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(ndb_path, "a") as f:
-        gap = "\n" if f.tell() else ""
-        f.write(gap + format_entry(Entry([[("name", target.name), ("kfs", "")],
-                                          [("master", f"{target.host}!{target.chunk}")]])))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@dataclass
-class Loaded:
-    disk: str
-    host: str
-    files: int
-    bytes: int
-
-
-async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
-               split: bool = False, level: int = DEFAULT_LOAD_LEVEL, identity=None,
-               keepalive=1.0, progress=None) -> list[Loaded]:
-    """Load files (from gather()) into disks of app; return what went where."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", app):
-        raise LoadError(f"application name {app!r}: use letters, digits, '-' and '_' only")
-    db = Database(ndb_path)
-    todo, number = await targets(registry, db, app)
-    if not todo:
-        raise LoadError("no empty chunks are free for new disks (registered, and not named "
-                        "for another disk in the ndb file): add some with `geryon node "
-                        "--new-chunks N`")
-    items = check_sizes(items, min(t.capacity for t in todo), split)
-    if not items:
-        raise LoadError("nothing to load: the sources hold no files")
-    done: list[Loaded] = []
-    spare = iter(todo)
-    numbers = iter(range(number, number + len(todo)))
-
-    async def send(target: Target, image: Path, count: int, packed: int) -> Loaded:
-        """Fill target with the image; a chunk written since we looked is passed over."""
-        from geryon.disks.remote import run
-        try:
-            while True:
-                try:
-                    async with await Client.connect(target.addr, identity,
-                                                    keepalive=keepalive) as disk:
-                        await run(disk, "image-put", image.read_bytes())
-                    break
-                except GeryonError as err:
-                    if "is not empty" not in str(err):
-                        raise
-                    target = next((t for t in spare if t.capacity >= target.capacity), None)
-                    if target is None:
-                        raise LoadError(f"{err}; and no other empty chunk is left") from None
-        finally:
-            image.unlink(missing_ok=True)
-        if not target.named:
-            target.name = f"d{next(numbers)}.{app}"
-            name_disk(ndb_path, target)
-        return Loaded(target.name, target.host, count, packed)
-
-    scratch = tempfile.mkdtemp(prefix="geryon-load-")
-    packer = Packer(items, level, scratch, progress)
-    try:
-        upload = None
-        for target in spare:
-            if packer.finished:
-                break
-            image, count, packed = await asyncio.to_thread(packer.pack, target.capacity)
-            if upload is not None:
-                done.append(await upload)  # one send at a time: disks are named in order
-            upload = asyncio.ensure_future(send(target, image, count, packed))
-        if upload is not None:
-            done.append(await upload)
-    finally:
-        packer.close()
-        for leftover in Path(scratch).iterdir():
+        for leftover in Path(self.directory).iterdir():
             leftover.unlink()
-        os.rmdir(scratch)
-    await Refresher(registry, ndb_path).refresh()  # usable even if the load stopped short
-    if not packer.finished:
-        left = items[packer.done]
-        raise LoadError(f"ran out of empty chunks with {len(items) - packer.done} files left "
-                        f"(from {left.path}); the {len(done)} disks filled are named "
-                        "and registered; add chunks (geryon node --new-chunks N) and load "
-                        "the rest")
-    return done
+        os.rmdir(self.directory)
+
+

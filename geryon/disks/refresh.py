@@ -1,146 +1,37 @@
 """refresh: make the registry's disk entries agree with ndb/cluster and the live chunks.
 
-caerwyn's refresh, made idempotent and complete.  For every disk the ndb file names
-(`name=dN.app kfs` with `master=HOST!chunkN`) whose chunk is registered live (`resource kfs
-host HOST id chunkN`), the registry should hold the persistent entry
-
-    dN.app host HOST automount 1 persist 1 addr tcp!H!P id chunkN [replica R]
-
-Entries with `automount` whose disk is no longer named, or whose chunk is gone, are removed.
-plan() is pure: ndb entries and registry services in, actions out; Refresher applies them.
+caerwyn's refresh, made idempotent and complete.  plan.plan() decides, from the ndb
+file's disks and the registry's services, what to add, update, replace and remove; a
+Refresher reads both, applies the plan and notes disks whose master no node serves.
+watch() does it on every change, and follow() keeps watching across registry restarts.
 """
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from geryon import quote
+from geryon.disks.cluster import services
+from geryon.disks.errors import RefreshError
+from geryon.disks.names import disks_of, unserved
+from geryon.disks.plan import Action, plan
 from geryon.errors import GeryonError
 from geryon.ndb.database import Database
-from geryon.registry.core import Service
+from geryon.retry import Backoff
 
 log = logging.getLogger("geryon.refresh")
 
 GRACE = 3.0  # seconds after dialling the registry before refresh --watch removes entries
 
 
-class RefreshError(GeryonError):
-    """A disk refresh could not bring into the registry."""
+@dataclass
+class Refreshed:
+    """What one refresh did, and the disks it could not offer because their master names
+    a node or chunk that nothing serves (one message each)."""
 
-
-@dataclass(frozen=True)
-class Disk:
-    """A disk as the ndb file names it."""
-
-    name: str
-    host: str
-    chunk: str
-    replica: str = ""
-
-
-@dataclass(frozen=True)
-class Action:
-    op: str  # add, update, remove
-    name: str
-    attrs: tuple = ()
-
-    def __str__(self) -> str:
-        return f"{self.op} {quote.join([self.name, *(w for kv in self.attrs for w in kv)])}"
-
-
-def disks_of(entries) -> list[Disk]:
-    """The disks named in ndb entries; an entry without a usable master is an error."""
-    disks = []
-    for entry in entries:
-        if not entry.has("kfs") or not entry.get("name"):
-            continue
-        name, master = entry.get("name"), entry.get("master") or ""
-        host, bang, chunk = master.partition("!")
-        if not bang or not host or not chunk:
-            where = f"{entry.source}:{entry.lineno}" if entry.source else "ndb"
-            raise RefreshError(f"{where}: disk {name} has master={master!r}; write it as "
-                               "master=HOST!chunkN")
-        replica = entry.get("replica") or ""
-        disks.append(Disk(name, host, chunk, replica))
-    return disks
-
-
-def desired(disk: Disk, chunk: Service) -> dict:
-    attrs = {"host": disk.host, "automount": "1", "persist": "1", "addr": chunk.name,
-             "id": disk.chunk}
-    if disk.replica:
-        attrs["replica"] = disk.replica
-    return attrs
-
-
-def live_chunks(services: list[Service]) -> dict:
-    """The registered chunk services, by (host, chunk id): what master=HOST!chunkN names."""
-    return {(s.attrs.get("host"), s.attrs.get("id")): s for s in services
-            if s.attrs.get("resource") == "kfs"}
-
-
-@dataclass(frozen=True)
-class DiskState:
-    """A disk as `geryon disks` shows it; used and size are None when its chunk is not
-    served."""
-
-    name: str
-    host: str
-    chunk: str
-    used: int | None
-    size: int | None
-    state: str  # live, unregistered, down, stale
-
-
-def states(disks: list[Disk], services: list[Service]) -> list[DiskState]:
-    """Every disk the ndb file names, and every registered disk it does not, with state:
-    live (registered, chunk served), unregistered (chunk served, refresh has not run),
-    down (chunk not served, entry dropped), stale (registered, chunk gone or not named)."""
-    chunks = live_chunks(services)
-    registered = {s.name: s for s in services if "automount" in s.attrs}
-    out = []
-    for disk in disks:
-        chunk = chunks.get((disk.host, disk.chunk))
-        if chunk:
-            out.append(DiskState(disk.name, disk.host, disk.chunk,
-                                 int(chunk.attrs.get("used", 0)),
-                                 int(chunk.attrs.get("size", 0)),
-                                 "live" if disk.name in registered else "unregistered"))
-        else:
-            out.append(DiskState(disk.name, disk.host, disk.chunk, None, None,
-                                 "stale" if disk.name in registered else "down"))
-    named = {d.name for d in disks}
-    for name, entry in sorted(registered.items()):
-        if name not in named:
-            out.append(DiskState(name, entry.attrs.get("host", "-"),
-                                 entry.attrs.get("id", "-"), None, None, "stale"))
-    return out
-
-
-def plan(disks: list[Disk], services: list[Service], remove: bool = True) -> list[Action]:
-    """What to do so the registry's disk entries match the ndb file and the live chunks
-    (remove=False: add and update only, leave entries whose chunk is missing)."""
-    chunks = live_chunks(services)
-    current = {s.name: s for s in services if "automount" in s.attrs}
-    actions = []
-    wanted = set()
-    for disk in disks:
-        chunk = chunks.get((disk.host, disk.chunk))
-        if chunk is None:
-            continue  # its chunk is not live: the disk is not offered (removed below)
-        wanted.add(disk.name)
-        attrs = desired(disk, chunk)
-        have = current.get(disk.name)
-        if have is None:
-            actions.append(Action("add", disk.name, tuple(attrs.items())))
-        elif have.attrs != attrs:
-            # an attribute that must go cannot be unset in place: replace the entry
-            op = "update" if set(have.attrs) <= set(attrs) else "replace"
-            actions.append(Action(op, disk.name, tuple(attrs.items())))
-    for name in sorted(set(current) - wanted) if remove else ():
-        actions.append(Action("remove", name))
-    return actions
+    actions: list[Action] = field(default_factory=list)
+    unserved: list[str] = field(default_factory=list)
 
 
 class Refresher:
@@ -150,30 +41,28 @@ class Refresher:
         self.client = client
         self.db = Database(ndb_path)
 
-    async def services(self) -> list[Service]:
-        from geryon.registry.client import query
-        return await query(self.client)
-
-    async def refresh(self, remove: bool = True) -> list[Action]:
+    async def refresh(self, remove: bool = True) -> Refreshed:
         """Bring the registry in line once; return what was done."""
         if not Path(self.db.path).exists():
             raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or give "
                                "--ndb FILE")
-        actions = plan(disks_of(self.db.entries()), await self.services(), remove)
+        disks = disks_of(self.db.entries())
+        now = await services(self.client)
+        done = Refreshed(plan(disks, now, remove), unserved(disks, now))
         failed = []
-        for action in actions:
+        for action in done.actions:
             try:
                 await self.apply(action)
             except GeryonError as err:
                 failed.append(f"disk {action.name}: {err}")
         if failed:
             raise RefreshError("; ".join(failed))
-        return actions
+        return done
 
     async def apply(self, action: Action) -> None:
         line = quote.join(w for kv in action.attrs for w in kv)
-        sftp = await self.client.main()
         if action.op in ("remove", "replace"):
+            sftp = await self.client.main()
             try:
                 await sftp.remove(f"/{action.name}")
             except Exception as err:
@@ -186,7 +75,8 @@ class Refresher:
         log.info("%s", action)
 
     async def watch(self, interval: float = 0.5, on_done=None, grace: float = GRACE) -> None:
-        """Refresh now and whenever the registry or the ndb file changes.
+        """Refresh now and whenever the registry or the ndb file changes; on_done gets each
+        outcome (a Refreshed, or the GeryonError that stopped it).
 
         For `grace` seconds after dialling, nothing is removed: the registry may just have
         restarted, and nodes take a moment to register their chunks again."""
@@ -219,13 +109,12 @@ class Refresher:
                     seen = ndb
                     deferred = not may_remove
                     try:
-                        actions = await self.refresh(remove=may_remove)
-                        if on_done:
-                            on_done(actions)
+                        outcome = await self.refresh(remove=may_remove)
                     except GeryonError as err:
                         log.warning("refresh: %s", err)
-                        if on_done:
-                            on_done(err)
+                        outcome = err
+                    if on_done:
+                        on_done(outcome)
                 try:
                     await asyncio.wait_for(changed.wait(), interval)
                 except asyncio.TimeoutError:
@@ -235,3 +124,20 @@ class Refresher:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
 
+
+async def follow(dial, ndb_path, on_done=None, on_lost=None) -> None:
+    """Watch for ever: when the registry goes (a restart), dial it again and carry on.
+    dial() returns a connected registry client; on_lost gets the error each time."""
+    backoff = Backoff(initial=0.5, cap=5.0)
+    while True:
+        try:
+            client = await dial()
+            try:
+                backoff.reset()
+                await Refresher(client, ndb_path).watch(on_done=on_done)
+            finally:
+                await client.close()
+        except GeryonError as err:
+            if on_lost:
+                on_lost(err)
+        await asyncio.sleep(backoff.delay())

@@ -10,14 +10,12 @@ from pathlib import Path
 import zstandard
 
 from geryon.chunkfs import record
+from geryon.chunkfs.errors import ChunkPathError
+from geryon.chunkfs.paths import normalise
 from geryon.chunkfs.record import HEADER_SIZE
-from geryon.errors import GeryonError
+from geryon.disks.errors import LoadError
 
 SPLIT_MARGIN = 0.9  # a piece of a split file is at most this share of a disk, before zstd
-
-
-class LoadError(GeryonError):
-    """Files that cannot be loaded as asked."""
 
 
 @dataclass
@@ -62,31 +60,21 @@ def tar_path(name: str) -> str:
 
 def gather(sources, skipped: list | None = None) -> list[Item]:
     """The files to load from directories (paths relative to them), tar files and files.
-    What is not a plain file (links, devices, FIFOs) is left out and named in `skipped`."""
+    What is not a plain file (links, to directories too, devices, FIFOs) is left out and
+    named in `skipped`; a name the disk cannot hold (`..` in a tar) is a LoadError."""
     skipped = [] if skipped is None else skipped
     items = []
     for source in map(Path, sources):
         if source.is_dir():
-            top = os.fspath(source)
-            for root, dirs, files in os.walk(top):
-                dirs.sort()
-                prefix = os.path.relpath(root, top)
-                prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    st = os.lstat(full)
-                    if stat.S_ISREG(st.st_mode):
-                        items.append(Item(prefix + name, st.st_size, st.st_mode & 0o777,
-                                          st.st_mtime, file=full))
-                    else:
-                        skipped.append(full)
+            items.extend(_walk(source, skipped))
         elif source.is_file() and tarfile.is_tarfile(source):
             with tarfile.open(source) as tar:
                 for member in tar:
                     if member.isreg():
-                        items.append(Item(tar_path(member.name), member.size,
-                                          member.mode & 0o777, member.mtime,
-                                          file=os.fspath(source), member=member.name))
+                        path = _disk_path(tar_path(member.name), f"{source}:{member.name}")
+                        items.append(Item(path, member.size, member.mode & 0o777,
+                                          member.mtime, file=os.fspath(source),
+                                          member=member.name))
                     elif not member.isdir():
                         skipped.append(f"{source}:{member.name}")
         elif source.is_file():
@@ -96,6 +84,42 @@ def gather(sources, skipped: list | None = None) -> list[Item]:
         else:
             raise LoadError(f"{source}: no such file or directory")
     return items
+
+
+def _walk(top: Path, skipped: list) -> list[Item]:
+    items = []
+    for root, dirs, files in os.walk(top):
+        # os.walk lists a link to a directory among the directories and does not follow
+        # it: it is left out like any other link, and said so.
+        for name in [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            dirs.remove(name)
+            skipped.append(os.path.join(root, name))
+        dirs.sort()
+        prefix = os.path.relpath(root, top)
+        prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                items.append(Item(_disk_path(prefix + name, full), st.st_size,
+                                  st.st_mode & 0o777, st.st_mtime, file=full))
+            else:
+                skipped.append(full)
+    return items
+
+
+def _disk_path(path: str, source: str) -> str:
+    """The path a file takes on the disk, or a LoadError naming where it came from."""
+    try:
+        canonical = normalise(path)
+    except ChunkPathError as err:
+        reason = str(err)
+    else:
+        if canonical:
+            return canonical
+        reason = f"path {path!r} names the disk's root, not a file"
+    raise LoadError(f"{source}: cannot be loaded: {reason}; rename it, or leave it out of "
+                    "the sources")
 
 
 def split_lines(item: Item, limit: int) -> list[Item]:

@@ -1,0 +1,158 @@
+"""What refresh and load should do, with no I/O: disks named, services registered and
+files found in, actions and choices out.  refresh.py and load.py carry them out.
+
+refresh: for every disk the ndb file names whose chunk is registered live, the registry
+should hold the persistent entry
+
+    dN.app host HOST automount 1 persist 1 addr tcp!H!P id chunkN [replica R]
+
+and entries with `automount` whose disk is no longer named, or whose chunk is gone, go.
+
+load: empty chunks to fill, in order (empty disks the ndb file names for the application
+first, by number; then unnamed empty chunks round-robin across nodes), and which files are
+already on the application's disks, so that a load run again after it stopped short loads
+only the rest.
+"""
+
+import re
+from dataclasses import dataclass
+
+from geryon import quote
+from geryon.chunkfs.record import HEADER_SIZE
+from geryon.disks.errors import LoadError
+from geryon.disks.names import NamedDisk, live_chunks, registered_disks
+from geryon.registry.core import Service
+
+
+@dataclass(frozen=True)
+class Action:
+    """One registry change: op is add, update, replace (remove, then add) or remove."""
+
+    op: str
+    name: str
+    attrs: tuple = ()
+
+    def __str__(self) -> str:
+        return f"{self.op} {quote.join([self.name, *(w for kv in self.attrs for w in kv)])}"
+
+
+def desired(disk: NamedDisk, chunk: Service) -> dict:
+    """The registry entry a disk should have, given its live chunk."""
+    attrs = {"host": disk.host, "automount": "1", "persist": "1", "addr": chunk.name,
+             "id": disk.chunk}
+    if disk.replica:
+        attrs["replica"] = disk.replica
+    return attrs
+
+
+def plan(disks: list[NamedDisk], services: list[Service], remove: bool = True) -> list[Action]:
+    """What to do so the registry's disk entries match the ndb file and the live chunks
+    (remove=False: add and update only, leave entries whose chunk is missing)."""
+    chunks = live_chunks(services)
+    current = registered_disks(services)
+    actions = []
+    wanted = set()
+    for disk in disks:
+        chunk = chunks.get((disk.host, disk.chunk))
+        if chunk is None:
+            continue  # its chunk is not live: the disk is not offered (removed below)
+        wanted.add(disk.name)
+        attrs = desired(disk, chunk)
+        have = current.get(disk.name)
+        if have is None:
+            actions.append(Action("add", disk.name, tuple(attrs.items())))
+        elif have.attrs != attrs:
+            # an attribute that must go cannot be unset in place: replace the entry
+            op = "update" if set(have.attrs) <= set(attrs) else "replace"
+            actions.append(Action(op, disk.name, tuple(attrs.items())))
+    for name in sorted(set(current) - wanted) if remove else ():
+        actions.append(Action("remove", name))
+    return actions
+
+
+@dataclass
+class Target:
+    """An empty chunk that will become disk `name` (a new disk is named when chosen)."""
+
+    name: str
+    host: str
+    chunk: str
+    addr: str
+    capacity: int
+    named: bool  # the ndb file named it before this load
+
+
+def is_empty(chunk: Service) -> bool:
+    """Whether a live chunk holds nothing but its header."""
+    return int(chunk.attrs.get("used", HEADER_SIZE + 1)) <= HEADER_SIZE
+
+
+def app_pattern(app: str) -> re.Pattern:
+    """Matches the names of the application's disks, dN.APP, with N as group 1."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", app):
+        raise LoadError(f"application name {app!r}: use letters, digits, '-' and '_' only")
+    return re.compile(rf"d(\d+)\.{re.escape(app)}")
+
+
+@dataclass
+class LoadPlan:
+    """Where a load may put files: targets in order, the number of the next new disk, and
+    the application's disks that already hold files (to be listed, so files already there
+    are not loaded again)."""
+
+    targets: list[Target]
+    next_number: int
+    filled: list[tuple[NamedDisk, Service]]
+
+
+def plan_load(named: list[NamedDisk], services: list[Service], app: str) -> LoadPlan:
+    """Choose the chunks a load of app fills.  A disk of app whose chunk is not served is
+    an error: what it holds cannot be known, so files on it could be loaded twice."""
+    pattern = app_pattern(app)
+    chunks = live_chunks(services)
+    taken = {(d.host, d.chunk) for d in named}
+    numbered, numbers, filled = [], [], []
+    for disk in named:
+        match = pattern.fullmatch(disk.name)
+        if not match:
+            continue
+        numbers.append(int(match.group(1)))
+        chunk = chunks.get((disk.host, disk.chunk))
+        if chunk is None:
+            raise LoadError(f"disk {disk.name} ({disk.host}!{disk.chunk}) is named for {app} "
+                            f"but its chunk is not served, so load cannot tell which files "
+                            f"it holds: start node {disk.host}, or remove {disk.name} from "
+                            "the ndb file if it is gone for good, and load again")
+        if is_empty(chunk):
+            numbered.append((int(match.group(1)), Target(
+                disk.name, disk.host, disk.chunk, chunk.name, int(chunk.attrs["size"]), True)))
+        else:
+            filled.append((disk, chunk))
+    targets = [t for _, t in sorted(numbered, key=lambda p: p[0])]
+
+    def order(chunk: Service):
+        number = re.fullmatch(r"chunk(\d+)", chunk.attrs.get("id", ""))
+        return (int(number.group(1)) if number else 0, chunk.attrs.get("host", ""))
+
+    by_host: dict[str, list[Service]] = {}
+    free = [c for key, c in chunks.items() if key not in taken and is_empty(c)]
+    for chunk in sorted(free, key=order):
+        by_host.setdefault(chunk.attrs["host"], []).append(chunk)
+    while any(by_host.values()):
+        for host in sorted(by_host):
+            if by_host[host]:
+                chunk = by_host[host].pop(0)
+                targets.append(Target("", host, chunk.attrs["id"], chunk.name,
+                                      int(chunk.attrs["size"]), False))
+    return LoadPlan(targets, max(numbers, default=-1) + 1, filled)
+
+
+def not_yet_loaded(items: list, present: set) -> list:
+    """The items whose (path, size, whole-second mtime) is not on a disk already: a file
+    loaded before keeps its path, size and modification time (rsync's quick check)."""
+    return [item for item in items
+            if (item.path, item.size, _seconds(item.mtime)) not in present]
+
+
+def _seconds(mtime: float | None) -> int | None:
+    return None if mtime is None else int(mtime)
