@@ -9,8 +9,10 @@ from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteError
-from geryon.registry.core import Change, Service
-from geryon.retry import Backoff
+from geryon.registry.core import Service
+from geryon.registry.lines import (LineReader, format_pairs, format_service,
+                                   parse_event, parse_service as parse_line, read_services)
+from geryon.retry import Backoff, Reconnect
 
 log = logging.getLogger("geryon.registry")
 
@@ -33,56 +35,64 @@ async def dial_registry(config: Config | None = None, identity: Identity | None 
 
 
 def parse_service(line: str) -> Service:
-    """A service from one line of `index` or `find`."""
-    words = quote.split(line)
-    if not words or len(words) % 2 == 0:
-        raise GeryonError(f"registry sent a malformed service line: {line[:80]!r}")
-    return Service(words[0], dict(zip(words[1::2], words[2::2])), "")
+    """A service from one line of `index` or `find` (RegistryError if it is not one)."""
+    return Service(*parse_line(line))
 
 
 def parse_services(text: bytes) -> list[Service]:
-    return [parse_service(line) for line in text.decode().splitlines() if line.strip()]
+    """The services of a whole `index` or `find` answer."""
+    return [Service(name, attrs) for name, attrs in read_services(text)]
 
 
 async def query(client: Client, *pairs: str) -> list[Service]:
     """Services matching `attr value ...` (value * = any value)."""
     if len(pairs) % 2:
         raise GeryonError(f"query {quote.join(pairs)}: give attribute/value pairs")
-    return parse_services(await client.write("/find", quote.join(pairs), read_back=True))
+    return parse_services(await client.write("/find", format_pairs(zip(pairs[0::2], pairs[1::2])),
+                                             read_back=True))
 
 
 async def watch(client: Client):
-    """Yield each Change as it happens (op 'reset' when some were missed)."""
+    """Yield each Change as it happens (op 'reset' when some were missed); a change that
+    arrives over several reads is put together first."""
     f = await client.open("/event", "r", wait=True)
+    reader = LineReader(parse_event, f"{client.address}: /event")
     try:
         while True:
             message = await f.read()
             if not message:
+                reader.close()
                 return
-            for line in message.decode().splitlines():
-                seq, _, rest = line.partition(" ")
-                op, _, body = rest.partition(" ")
-                name = quote.split(body)[0] if body else ""
-                yield Change(int(seq), op, name, body)
+            reader.feed(message)
+            while (change := reader.next()) is not None:
+                yield change
     finally:
         await f.close()
 
 
 class Registrar:
     """Keeps services registered: registers each one on a held `new` file, and after the
-    connection to the registry is lost, dials again and registers them all again."""
+    connection to the registry is lost, dials again and registers them all again (the one
+    reconnect loop, geryon.retry.Reconnect)."""
 
     def __init__(self, config: Config | None = None, identity: Identity | None = None,
-                 *, backoff: Backoff | None = None):
+                 *, backoff: Backoff | None = None, sleep=asyncio.sleep):
         self.config = config or Config.load()
         self.identity = identity
-        self.backoff = backoff or Backoff(initial=0.3, factor=1.5, cap=2.0)
         self.entries: dict[str, dict] = {}
         self.files: dict = {}
         self.client: Client | None = None
+        self.sleep = sleep
+        self.loop = Reconnect(self._dial, self._serve, what="registry", sleep=sleep,
+                              backoff=backoff or Backoff(initial=0.3, factor=1.5, cap=2.0))
 
-    async def connect(self) -> Client:
-        self.client = await dial_registry(self.config, self.identity)
+    async def _dial(self) -> Client:
+        return await dial_registry(self.config, self.identity)
+
+    async def connect(self, wait: bool = False) -> Client:
+        """Dial the registry once (RemoteError if it cannot be reached), or with wait=True
+        until it answers (a node at boot waits for its registry)."""
+        self.client = await (self.loop.connect() if wait else self._dial())
         return self.client
 
     @property
@@ -103,7 +113,7 @@ class Registrar:
         self.entries[name].update(attrs)
         f = self.files.get(name)
         if f is not None:
-            await f.write(quote.join(w for kv in attrs.items() for w in kv))
+            await f.write(format_pairs(attrs))
 
     async def remove(self, name: str) -> None:
         self.entries.pop(name, None)
@@ -113,7 +123,7 @@ class Registrar:
 
     async def _register(self, name: str) -> None:
         attrs = self.entries[name]
-        line = quote.join([name, *(w for kv in attrs.items() for w in kv)])
+        line = format_service(name, attrs)
         f = await self.client.open("/new", "w")
         try:
             await f.write(line)
@@ -122,24 +132,34 @@ class Registrar:
             raise
         self.files[name] = f
 
+    async def _serve(self, client: Client) -> None:
+        """Register every entry on this connection, then hold them until it ends."""
+        if client is not self.client:  # a new connection: nothing is registered on it
+            self.client, self.files = client, {}
+        try:
+            while missing := [name for name in self.entries if name not in self.files]:
+                for name in missing:
+                    try:
+                        await self._register(name)
+                    except RemoteError as err:
+                        if client.conn.is_closed():
+                            raise
+                        # A duplicate is an entry of ours the registry has not yet seen
+                        # die (its connection was cut, not closed): try again shortly.
+                        log.warning("registering %s: %s", name, err)
+                if any(name not in self.files for name in self.entries):
+                    await self.sleep(self.loop.backoff.delay())
+            self.loop.backoff.reset()
+            await client.wait_closed()
+        finally:
+            self.client, self.files = None, {}
+
     async def run(self) -> None:
         """Register and re-register for ever (cancel to stop)."""
-        while True:
-            try:
-                if self.client is None or self.client.conn.is_closed():
-                    self.client, self.files = None, {}
-                    await self.connect()
-                for name in list(self.entries):
-                    if name not in self.files:
-                        await self._register(name)
-                self.backoff.reset()
-                await self.client.wait_closed()
-                log.warning("lost the registry at %s; dialling again", self.client.address)
-            except (GeryonError, OSError, EOFError) as err:
-                # Refused or unreachable: a duplicate name is an entry of ours the registry
-                # has not yet seen die; a dead registry is restarting.  Both pass: retry.
-                log.warning("registering: %s", err)
-            await asyncio.sleep(self.backoff.delay())
+        client = self.client
+        if client is not None and client.conn.is_closed():
+            client = self.client = None
+        await self.loop.run(client)
 
     async def close(self) -> None:
         for name in list(self.files):

@@ -8,8 +8,8 @@ from geryon import dial
 from geryon.ns.ca import CertificateAuthority, Identity
 from geryon.ns.enrol import Enrolment
 from geryon.ns.server import Server
-from geryon.registry.core import Registry
-from geryon.registry.store import Store
+from geryon.registry.core import Limits, Registry
+from geryon.registry.store import SQLiteStore
 from geryon.registry.tree import RegistryTree
 
 log = logging.getLogger("geryon.registry")
@@ -19,12 +19,15 @@ class RegistryServer:
     """A running registry."""
 
     def __init__(self, state: Path, identity: Identity, *, ca: CertificateAuthority | None = None,
-                 keepalive: float = 1.0, mdns_interface: str = ""):
-        self.registry = Registry()
-        self.store = Store(Path(state))
-        restored = self.store.load(self.registry)
-        log.info("registry: %d persistent entries restored from %s", restored, self.store.path)
-        self.tree = RegistryTree(self.registry, self.store)
+                 keepalive: float = 1.0, mdns_interface: str = "", limits: Limits | None = None):
+        if limits is None:
+            from geryon.config import Config
+            limits = Limits.from_config(Config.load())
+        self.store = SQLiteStore(Path(state))
+        self.registry = Registry(self.store, limits)
+        log.info("registry: %d persistent entries restored from %s", len(self.registry.services),
+                 self.store.path)
+        self.tree = RegistryTree(self.registry)
         enrolment = Enrolment(ca) if ca is not None and ca.exists() else None
         self.server = Server(self.tree, identity, keepalive=keepalive, enrolment=enrolment)
         self.mdns_interface = mdns_interface

@@ -1,25 +1,73 @@
-"""Where persistent registry entries are kept: SQLite in the registry's state directory.
+"""Where persistent registry entries are kept: one small interface, two backends.
 
-Every change to an entry with a non-zero `persist` is committed before the change is
-acknowledged, so a SIGKILLed registry restarts with every persistent entry it had.
+Store is what the registry asks of a place to keep entries: save one, forget one, give
+them all back.  MemoryStore keeps them in a dict (for tests and for a registry with no
+state directory); SQLiteStore keeps them in `registry.db` and commits every change before
+it returns, so a SIGKILLed registry restarts with every entry it had acknowledged.  Both
+pass the one contract suite (tests/test_registry_store.py).  The Owen scheduler's queue
+follows the same pattern.
 """
 
 import sqlite3
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import NamedTuple
 
-from geryon import quote
 from geryon.errors import GeryonError
-from geryon.registry.core import Registry, Service
+from geryon.registry.lines import format_pairs, parse_pairs, split
 
 
-class Store:
-    """Persistent services on disk."""
+class Kept(NamedTuple):
+    """One persistent entry as stored: its name, its owner and its attributes in order."""
+
+    name: str
+    owner: str
+    attrs: dict
+
+
+class Store(ABC):
+    """A place to keep persistent entries."""
+
+    @abstractmethod
+    def save(self, entry: Kept) -> None:
+        """Keep entry, replacing any entry of the same name."""
+
+    @abstractmethod
+    def forget(self, name: str) -> None:
+        """Keep no entry under name (nothing happens if there is none)."""
+
+    @abstractmethod
+    def entries(self) -> list[Kept]:
+        """Every entry kept, sorted by name."""
+
+    def close(self) -> None:
+        """Let go of what the store holds open."""
+
+
+class MemoryStore(Store):
+    """Entries kept in memory, for as long as the process lives."""
+
+    def __init__(self):
+        self.kept: dict[str, Kept] = {}
+
+    def save(self, entry):
+        self.kept[entry.name] = Kept(entry.name, entry.owner, dict(entry.attrs))
+
+    def forget(self, name):
+        self.kept.pop(name, None)
+
+    def entries(self):
+        return [Kept(e.name, e.owner, dict(e.attrs)) for _, e in sorted(self.kept.items())]
+
+
+class SQLiteStore(Store):
+    """Entries kept in `registry.db` in a state directory, each change committed."""
 
     def __init__(self, directory: Path):
-        self.path = directory / "registry.db"
+        self.path = Path(directory) / "registry.db"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit
             self.db.execute("pragma journal_mode=wal")
             self.db.execute("pragma synchronous=normal")
             self.db.execute("create table if not exists service "
@@ -29,29 +77,20 @@ class Store:
                               "of its own (a damaged registry.db can be moved aside: the "
                               "persistent entries in it are then lost)") from None
 
-    def load(self, registry: Registry) -> int:
-        """Put every kept service back into the registry; return how many."""
-        rows = self.db.execute("select name, owner, attrs from service").fetchall()
-        for name, owner, attrs in rows:
-            words = quote.split(attrs)
-            registry.restore(Service(name, dict(zip(words[0::2], words[1::2])), owner))
-        return len(rows)
-
-    def save(self, service: Service) -> None:
-        attrs = quote.join(w for kv in service.attrs.items() for w in kv)
+    def save(self, entry):
         self.db.execute("insert or replace into service values (?, ?, ?)",
-                        (service.name, service.owner, attrs))
+                        (entry.name, entry.owner, format_pairs(entry.attrs)))
 
-    def forget(self, name: str) -> None:
+    def forget(self, name):
         self.db.execute("delete from service where name = ?", (name,))
 
-    def sync(self, registry: Registry, name: str) -> None:
-        """Make the disk agree with the registry about one service."""
-        service = registry.services.get(name)
-        if service is not None and service.persistent:
-            self.save(service)
-        else:
-            self.forget(name)
+    def entries(self):
+        rows = self.db.execute("select name, owner, attrs from service order by name")
+        out = []
+        for name, owner, attrs in rows.fetchall():
+            what = f"{self.path}: entry {name}"
+            out.append(Kept(name, owner, dict(parse_pairs(split(attrs, what), what))))
+        return out
 
-    def close(self) -> None:
+    def close(self):
         self.db.close()

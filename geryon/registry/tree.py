@@ -12,45 +12,30 @@
 import asyncio
 
 from geryon.ns.tree import (ANYONE, Dir, File, Handle, MessageHandle, TextFile, TextHandle)
-from geryon.registry.core import Registry, RegistryError
-from geryon.registry.store import Store
+from geryon.registry.core import Change, Registry, RegistryError
 
 REGISTRANTS = frozenset({"admin", "cpu", "worker", "submit"})
 
 
 class NewHandle(Handle):
-    """An open `new`: the first write registers, later writes update, close ends it."""
+    """An open `new`: the first write registers, later writes update, close releases;
+    what each of those does to the entry is the core's business (Registry's LIFE)."""
 
-    def __init__(self, tree: "RegistryTree", caller):
-        self.tree = tree
+    def __init__(self, registry: Registry, caller):
+        self.registry = registry
         self.caller = caller
         self.service = None
 
-    def mine(self) -> bool:
-        """Whether the entry this file made is still the one under its name (an admin may
-        have removed it, and someone else registered the name since)."""
-        current = self.tree.registry.services.get(self.service.name)
-        return current is self.service
-
     async def write(self, offset, data):
-        registry = self.tree.registry
         if self.service is None:
-            self.service = registry.register(data, self.caller.identity)
-            self.tree.held.add(self.service.name)
-        elif self.mine():
-            registry.update(self.service.name, data, self.caller.identity)
+            self.service = self.registry.register(data, self.caller.identity)
         else:
-            raise RegistryError(f"{self.service.name}: the entry this file made was removed")
+            self.registry.update_held(self.service, data)
 
     async def close(self):
-        if self.service is None or not self.mine():
-            return
-        name, self.service = self.service.name, None
-        self.tree.held.discard(name)
-        if self.tree.registry.services[name].persistent:
-            self.tree.sync(name)
-        else:
-            self.tree.registry.remove(name)
+        service, self.service = self.service, None
+        if service is not None:
+            self.registry.release(service)
 
 
 class RegistryFile(File):
@@ -64,7 +49,7 @@ class NewFile(RegistryFile):
     writers = REGISTRANTS
 
     async def open(self, caller, read, write):
-        return NewHandle(self.tree, caller)
+        return NewHandle(self.tree.registry, caller)
 
 
 class FindFile(RegistryFile):
@@ -85,9 +70,10 @@ class EventFile(RegistryFile):
             while self.tree.registry.seq <= seen:
                 await self.tree.wakeup.wait()
             changes = self.tree.registry.changes_since(seen)
-            seen = self.tree.registry.seq
             if changes is None:
-                return f"{seen} reset\n".encode()
+                seen = self.tree.registry.seq
+                return Change(seen, "reset", "", "").text().encode()
+            seen = changes[-1].seq
             return "".join(c.text() for c in changes).encode()
 
         return MessageHandle(caller, next_message)
@@ -111,9 +97,8 @@ class ServiceFile(RegistryFile):
         service = registry.get(self.name)
 
         def on_write(data):
-            registry.update(self.name, data, caller.identity, "admin" in caller.roles)
-            self.tree.sync(self.name)
-            return (registry.get(self.name).line() + "\n").encode()
+            service = registry.update(self.name, data, caller.identity, "admin" in caller.roles)
+            return (service.line() + "\n").encode()
 
         return TextHandle((service.line() + "\n").encode(), on_write if write else None)
 
@@ -123,10 +108,8 @@ class RegistryTree(Dir):
 
     writers = ANYONE  # removing an entry: ownership decides (Registry.remove)
 
-    def __init__(self, registry: Registry, store: Store | None = None):
+    def __init__(self, registry: Registry):
         self.registry = registry
-        self.store = store
-        self.held: set[str] = set()  # names whose `new` file is still open
         self.wakeup = asyncio.Event()
         registry.listeners.append(self._wake)
         self.fixed = {
@@ -139,13 +122,6 @@ class RegistryTree(Dir):
     def _wake(self, change):
         self.wakeup.set()
         self.wakeup = asyncio.Event()
-        if change.op == "remove" and self.store is not None:
-            self.store.forget(change.name)
-
-    def sync(self, name: str) -> None:
-        """Keep an unheld persistent entry on disk (and a no longer persistent one off)."""
-        if self.store is not None and name not in self.held:
-            self.store.sync(self.registry, name)
 
     def entries(self, caller):
         out = dict(self.fixed)
@@ -164,4 +140,3 @@ class RegistryTree(Dir):
         if name in self.fixed:
             raise RegistryError(f"bad service name {name!r}: it is one of the registry's files")
         self.registry.remove(name, caller.identity, "admin" in caller.roles)
-        self.held.discard(name)
