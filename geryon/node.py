@@ -20,10 +20,8 @@ from geryon.chunkfs.disk import Disk
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
-from geryon.ns.client import RemoteError
 from geryon.ns.server import Server
 from geryon.registry.client import Registrar
-from geryon.retry import Backoff
 
 log = logging.getLogger("geryon.node")
 
@@ -178,14 +176,7 @@ class Node:
         if not self.chunks_dir.is_dir():
             raise GeryonError(f"chunk directory {self.chunks_dir} does not exist; make it, or "
                               "start with --new-chunks N to create chunks there")
-        backoff = Backoff(initial=0.5, cap=5.0)
-        while True:  # at boot the registry may not be up yet: wait for it
-            try:
-                await self.registrar.connect()
-                break
-            except RemoteError as err:
-                log.warning("%s; trying again", err)
-                await asyncio.sleep(backoff.delay())
+        await self.registrar.connect(wait=True)  # at boot the registry may not be up yet
         host = self.listen_host or self.registrar.local_host
         for stale in self.chunks_dir.glob(".chunk*.incoming"):
             log.warning("removing %s: an image-put that was cut off", stale)

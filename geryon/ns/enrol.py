@@ -34,18 +34,19 @@ class Enrolment:
     def __init__(self, ca: CertificateAuthority):
         self.ca = ca
 
-    def valid(self, password: str) -> bool:
-        """Whether a password is a token of this CA, known, unspent and unexpired: only
-        then does the connection get a session.  It is redeemed when the join is made."""
+    def refusal(self, password: str) -> str | None:
+        """Why a password is not a known, unspent and unexpired token of this CA, or None
+        when it is: only then does the connection get a session.  It is redeemed when the
+        join is made."""
         try:
             secret, ca_key = parse_token(password)
             if ca_key != self.ca.public_key():
-                return False
+                return "the token is for another cluster's CA"
             self.ca.check_token(secret)
         except CAError as err:
             log.warning("join refused at authentication: %s", err)
-            return False
-        return True
+            return str(err)
+        return None
 
     def tree(self, caller) -> "EnrolmentDir":
         return EnrolmentDir({"join": JoinFile(self)})

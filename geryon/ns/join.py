@@ -6,7 +6,16 @@ import asyncssh
 
 from geryon import dial, quote
 from geryon.ns.ca import CAError, Identity, parse_token
-from geryon.ns.client import Client
+from geryon.ns.client import Client, RemoteError
+
+
+class _Joiner(asyncssh.SSHClient):
+    """Keeps the registry's authentication banner: it says why a token was refused."""
+
+    banner = ""
+
+    def auth_banner_received(self, msg, lang):
+        self.banner += msg
 
 
 async def join_cluster(token: str, registry: str, ident: Identity, name: str,
@@ -18,9 +27,17 @@ async def join_cluster(token: str, registry: str, ident: Identity, name: str,
     user_key = ident.new_key("id_ed25519")
     host_key = ident.new_key("host_ed25519")
     addr = dial.parse(registry, "registry")
-    client = await Client.connect(addr, username="join", password=token, known_hosts=known,
-                                  client_keys=None, agent_path=None, config=None,
-                                  preferred_auth="password")
+    joiner = _Joiner()
+    try:
+        client = await Client.connect(addr, username="join", password=token,
+                                      known_hosts=known, client_keys=None, agent_path=None,
+                                      config=None, preferred_auth="password",
+                                      client_factory=lambda: joiner)
+    except RemoteError:
+        if joiner.banner:
+            raise CAError(f"the registry at {registry} refused the token: "
+                          f"{joiner.banner.strip().removeprefix('join refused: ')}") from None
+        raise
     try:
         request = "\n".join([
             f"name {quote.quote(name)}",

@@ -70,7 +70,11 @@ class _Session(asyncssh.SSHServer):
     def validate_password(self, username, password):
         if username != JOIN_USER or self.server.enrolment is None:
             return False
-        if not self.server.enrolment.valid(password):
+        refusal = self.server.enrolment.refusal(password)
+        if refusal:
+            # The banner is the only way SSH has to say why before refusing: the joiner
+            # shows it, and the connection gets no session.
+            self.conn.send_auth_banner(f"join refused: {refusal}\n")
             return False
         self.grant = (password,)
         return True
