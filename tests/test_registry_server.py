@@ -282,3 +282,77 @@ def test_listening_on_any_address_is_one_port_for_ipv4_and_ipv6(home, tmp_path):
             assert result.returncode == 0, result.stderr
     finally:
         registry.stop()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc/PID/status."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def test_one_worker_cannot_grow_the_registrys_memory_past_its_limits(home, tmp_path):
+    """The attack of issue 6: one worker certificate grew one entry towards 2 MB and
+    updated it 1,500 times (47 MB -> 2.9 GB).  Now each step is refused at its limit, and
+    the registry's memory grows by no more than the limits allow."""
+    from geryon.ns.client import RemoteError
+    identity_limit, history_limit = 8 << 20, 4 << 20  # the history's default
+    with open(home / "config", "a") as config:
+        config.write(f'registry_identity_bytes = "{identity_limit}"\n')
+    registry = start_registry(home)
+    worker = member_home(home, tmp_path / "w", "w1", "worker")
+    refused = {}
+
+    async def attack(client):
+        await client.write("/find", "svc *", read_back=True)  # warm every code path once
+        await write_new_on(client, "warm a 1")
+        before = rss_kib(registry.proc.pid)
+        f = await client.open("/new", "w")
+        await f.write("victim pad0 " + "x" * 8000)
+        for i in range(1, 250):  # grow it a pair of 8 kB at a time, towards 2 MB
+            try:
+                await f.write(f"pad{i} " + "x" * 8000)
+            except RemoteError as err:
+                refused["grow"] = (i, str(err))
+                break
+        for i in range(1500):  # 1,500 updates, each remembered for event readers
+            data = f"pad0 {i:08000}"
+            await (f.write(data) if i % 2 else client.write("/victim", data))
+        for i in range(2000):  # then as many more entries as it may hold
+            try:
+                await write_new_on(client, f"more{i} persist 1 pad {'y' * 16000}")
+            except RemoteError as err:
+                refused["hold"] = (i, str(err))
+                break
+        with pytest.raises(RemoteError, match="registry_pairs = 256 pairs"):
+            await write_new_on(client, "many " + " ".join(f"a{i} v" for i in range(300)))
+        after = rss_kib(registry.proc.pid)
+        index = await client.read("/index")
+        await f.close()
+        return before, after, index
+
+    try:
+        before, after, index = asyncio.run(session(worker, registry.address, attack))
+        i, message = refused["grow"]
+        assert i == 2 and "over the registry's limit registry_line_bytes = 16384 bytes" in message
+        i, message = refused["hold"]
+        assert 200 < i < 500, i
+        assert (f"over the registry's limit registry_identity_bytes = {identity_limit} bytes"
+                in message)
+        assert index.count(b"\n") == 1 + i  # the victim and the entries it could hold
+        grown = (after - before) * 1024
+        assert grown < identity_limit + history_limit + (8 << 20), \
+            f"the registry grew by {grown >> 20} MiB ({before >> 10} -> {after >> 10} MiB)"
+        # and it still serves everyone else
+        assert regquery(home, registry, "pad", "*").count("\n") == i
+    finally:
+        registry.stop()
+
+
+async def write_new_on(client, line):
+    f = await client.open("/new", "w")
+    try:
+        await f.write(line)
+    finally:
+        await f.close()
