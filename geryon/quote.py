@@ -56,3 +56,13 @@ def split(line: str) -> list[str]:
                 word.append(line[i])
                 i += 1
         words.append("".join(word))
+
+
+def for_terminal(text: str) -> str:
+    """Text safe to print on a terminal: control characters (C0, DEL, C1), and format and
+    separator characters that hide or reorder text (U+200B, bidi overrides, U+2028), are
+    written as Python escapes (\\x1b, \\u200b), so a name shows what it really holds.
+    Tabs and newlines are escaped too: one listed name is one line."""
+    if text.isprintable() and text.isascii():
+        return text
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)

@@ -67,3 +67,20 @@ def test_dial_garbage_gives_only_our_error(text):
     except dial.DialError:
         return
     assert dial.parse(str(addr)) == addr
+
+
+@given(st.text())
+def test_for_terminal_shows_every_character_printably_and_keeps_plain_text(text):
+    from geryon.quote import for_terminal
+    shown = for_terminal(text)
+    assert all(c.isprintable() or c == " " for c in shown)
+    if text.isprintable():
+        assert shown == text
+
+
+def test_for_terminal_escapes_what_would_fool_a_reader():
+    from geryon.quote import for_terminal
+    assert for_terminal("op\u200bs") == "op\\u200bs"
+    assert for_terminal("\x1b[2Jclear") == "\\x1b[2Jclear"
+    assert for_terminal("\u202eexe.txt") == "\\u202eexe.txt"
+    assert for_terminal("tab\there\n") == "tab\\there\\n"

@@ -58,7 +58,8 @@ def init(name, roles, hosts):
 @click.option("--roles", default="submit,monitor", show_default=True,
               help=f"roles for a user certificate, from: {', '.join(ROLES)}")
 @click.option("--host", "hosts", multiple=True, help="sign a host certificate for these names")
-@click.option("--days", default=365, show_default=True, help="validity in days")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 36500),
+              help="validity in days (1 to 36500)")
 def sign(pubkey, user, roles, hosts, days):
     """Sign a public key: a user certificate (--user) or a host certificate (--host).
 
@@ -93,7 +94,8 @@ def sign(pubkey, user, roles, hosts, days):
 @ca.command("token", context_settings=CONTEXT_SETTINGS)
 @click.option("--roles", default="worker,cpu", show_default=True,
               help=f"roles the joining machine gets, from: {', '.join(ROLES)}")
-@click.option("--ttl", default=3600, show_default=True, help="seconds the token stays good")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 30 * 86400),
+              help="seconds the token stays good (at most 30 days)")
 def token(roles, ttl):
     """Print a one-time token that lets one machine join the cluster.
 

@@ -138,8 +138,9 @@ def regquery(names_only, registry, filter):
         finally:
             await client.close()
 
+    from geryon.quote import for_terminal
     for service in run_async(main()):
-        click.echo(service.name if names_only else service.line())
+        click.echo(for_terminal(service.name if names_only else service.line()))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -156,6 +157,7 @@ def regwatch(registry, count):
       geryon regwatch | grep ' remove '
     """
     from geryon.config import Config
+    from geryon.quote import for_terminal
     from geryon.registry.client import dial_registry, watch
 
     async def main():
@@ -163,7 +165,7 @@ def regwatch(registry, count):
         seen = 0
         try:
             async for change in watch(client):
-                click.echo(f"{change.seq} {change.op} {change.line}".rstrip())
+                click.echo(for_terminal(f"{change.seq} {change.op} {change.line}".rstrip()))
                 seen += 1
                 if count and seen >= count:
                     return

@@ -30,6 +30,7 @@ from geryon.config import home
 from geryon.errors import GeryonError
 from geryon.roles import ROLES, identity_problem
 DEFAULT_VALIDITY = 365 * 24 * 3600
+MAX_VALIDITY = 36500 * 24 * 3600
 
 # Transport tuning, measured on loopback (bench/README.md): AES-GCM is done in C by
 # `cryptography` and goes ~3x faster than asyncssh's default chacha20-poly1305; a larger
@@ -64,6 +65,12 @@ def check_name(name: str) -> str:
         raise CAError(f"identity {ascii(name)} cannot be used: {problem}; choose a plain "
                       "name such as alice or node3")
     return name
+
+
+def check_validity(seconds) -> None:
+    if not 0 < seconds <= MAX_VALIDITY:
+        raise CAError(f"a certificate must be valid for a positive time of at most "
+                      f"{MAX_VALIDITY // 86400} days (asked: {seconds} s)")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -124,6 +131,7 @@ class CertificateAuthority:
     def sign_user(self, public_key, name: str, roles, validity=DEFAULT_VALIDITY):
         """A user certificate whose principals are the identity and then its roles."""
         name, roles = check_name(name), check_roles(roles)
+        check_validity(validity)
         now = int(time.time())
         return self.key().generate_user_certificate(
             public_key, key_id=name, principals=[name, *roles], serial=secrets.randbits(63),
@@ -136,6 +144,7 @@ class CertificateAuthority:
         names = [n for n in names if n]
         if not names:
             raise CAError("a host certificate needs at least one host name or address")
+        check_validity(validity)
         now = int(time.time())
         return self.key().generate_host_certificate(
             public_key, key_id=names[0], principals=names, serial=secrets.randbits(63),
