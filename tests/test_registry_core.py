@@ -185,26 +185,27 @@ def test_an_entry_restored_from_the_store_is_kept_and_counted():
 
 def test_a_line_past_the_limit_is_refused_and_names_the_limit():
     r = reg(line_bytes=100)
-    with pytest.raises(LimitExceeded, match=r"registration of 101 bytes: over the registry's "
-                       r"limit registry_line_bytes = 100 bytes; .*GERYON_REGISTRY_LINE_BYTES"):
+    with pytest.raises(LimitExceeded, match=r"^registration is 101 bytes; the limit is 100 "
+                       r"\(setting registry_line_bytes; raise it in \$GERYON_HOME/config or "
+                       r"GERYON_REGISTRY_LINE_BYTES on the server\)$"):
         r.register(b"s v " + b"x" * 97, "alice")
     r.register(b"s v " + b"x" * 90, "alice")
-    with pytest.raises(RegistryError, match="s's line would be 102 bytes: over the registry's "
-                       "limit registry_line_bytes = 100"):
+    with pytest.raises(RegistryError, match="^update of s: s's line is 102 bytes; the limit is "
+                       "100 .setting registry_line_bytes;"):
         r.update("s", b"w 12345", "alice")
-    with pytest.raises(RegistryError, match="find filter of 101 bytes"):
+    with pytest.raises(RegistryError, match="^find filter is 101 bytes; the limit is 100"):
         r.find(b"a " + b"x" * 99)
     assert r.services["s"].attrs == {"v": "x" * 90}
 
 
 def test_too_many_pairs_are_refused():
     r = reg(pairs=3)
-    with pytest.raises(RegistryError, match="s would have 4 pairs: over the registry's limit "
-                       "registry_pairs = 3 pairs"):
+    with pytest.raises(RegistryError, match="^registration: the number of s's pairs is 4; the "
+                       "limit is 3 .setting registry_pairs;"):
         r.register(b"s a 1 b 2 c 3 d 4", "alice")
     r.register(b"s a 1 b 2 c 3", "alice")
     r.update("s", b"a 9", "alice")  # replacing a value adds no pair
-    with pytest.raises(RegistryError, match="registry_pairs = 3"):
+    with pytest.raises(RegistryError, match="limit is 3 .setting registry_pairs;"):
         r.update("s", b"d 4", "alice")
 
 
@@ -213,9 +214,9 @@ def test_one_identity_may_hold_only_so_much_and_others_are_not_held_back():
     r = reg(identity_bytes=limit)
     for i in range(20):
         r.register(f"s{i:02} pad {'x' * 400}".encode(), "greedy")
-    with pytest.raises(LimitExceeded, match=r"greedy's entries would take \d+ bytes of the "
-                       r"registry's memory; remove some first: over the registry's limit "
-                       rf"registry_identity_bytes = {limit} bytes"):
+    with pytest.raises(LimitExceeded, match=r"^registration: the registry memory greedy's "
+                       rf"entries take is \d+ bytes; the limit is {limit} \(setting "
+                       r"registry_identity_bytes; .*\); or remove some of greedy's entries first$"):
         r.register(b"one more 1", "greedy")
     with pytest.raises(LimitExceeded, match="registry_identity_bytes"):
         r.update("s00", b"more y", "greedy")

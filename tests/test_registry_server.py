@@ -325,7 +325,8 @@ def test_one_worker_cannot_grow_the_registrys_memory_past_its_limits(home, tmp_p
             except RemoteError as err:
                 refused["hold"] = (i, str(err))
                 break
-        with pytest.raises(RemoteError, match="registry_pairs = 256 pairs"):
+        with pytest.raises(RemoteError, match="pairs is 300; the limit is 256 .setting "
+                           "registry_pairs;"):
             await write_new_on(client, "many " + " ".join(f"a{i} v" for i in range(300)))
         after = rss_kib(registry.proc.pid)
         index = await client.read("/index")
@@ -335,11 +336,12 @@ def test_one_worker_cannot_grow_the_registrys_memory_past_its_limits(home, tmp_p
     try:
         before, after, index = asyncio.run(session(worker, registry.address, attack))
         i, message = refused["grow"]
-        assert i == 2 and "over the registry's limit registry_line_bytes = 16384 bytes" in message
+        assert i == 2 and ("update of victim: victim's line is 24024 bytes; the limit is 16384 "
+                           "(setting registry_line_bytes;" in message)
         i, message = refused["hold"]
         assert 200 < i < 500, i
-        assert (f"over the registry's limit registry_identity_bytes = {identity_limit} bytes"
-                in message)
+        assert ("the registry memory w1's entries take is" in message and
+                f"the limit is {identity_limit} (setting registry_identity_bytes;" in message)
         assert index.count(b"\n") == 1 + i  # the victim and the entries it could hold
         grown = (after - before) * 1024
         assert grown < identity_limit + history_limit + (8 << 20), \

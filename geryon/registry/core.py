@@ -31,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from geryon.errors import LimitExceeded, PermissionDenied
+from geryon.ns.limits import refuse
 from geryon.registry.index import AttributeIndex
 from geryon.registry.lines import (RESERVED, Change, RegistryError, check_name,  # noqa: F401
                                    format_service, parse_pairs, parse_words, words_of)
@@ -78,12 +79,10 @@ class Limits:
         return cls(**{field: int(getattr(config, key) if config is not None
                                  else DEFAULTS[key][0]) for field, key in cls.KEYS.items()})
 
-    def refuse(self, what: str, field: str, unit: str) -> LimitExceeded:
-        key = self.KEYS[field]
-        return RegistryLimitExceeded(
-            f"{what}: over the registry's limit {key} = {getattr(self, field)} {unit}; "
-            f"the registry's operator may raise it ({key} in its config file or "
-            f"GERYON_{key.upper()})")
+    def refuse(self, what: str, size: str, field: str, then: str = "") -> LimitExceeded:
+        """The error for `what is size`, past the limit field (in the servers' words)."""
+        err = refuse(what, size, getattr(self, field), self.KEYS[field])
+        return RegistryLimitExceeded(f"{err}{then}")
 
 
 class RegistryLimitExceeded(RegistryError, LimitExceeded):
@@ -199,23 +198,22 @@ class Registry:
 
     def _measure(self, data: bytes, what: str) -> None:
         if len(data) > self.limits.line_bytes:
-            raise self.limits.refuse(f"{what} of {len(data)} bytes", "line_bytes", "bytes")
+            raise self.limits.refuse(what, f"{len(data)} bytes", "line_bytes")
 
     def _check(self, name: str, attrs: dict, owner: str, replaces: int, what: str) -> str:
         """The line of an entry with attrs, if every limit allows it."""
         if len(attrs) > self.limits.pairs:
-            raise self.limits.refuse(f"{what}: {name} would have {len(attrs)} pairs",
-                                     "pairs", "pairs")
+            raise self.limits.refuse(f"{what}: the number of {name}'s pairs", len(attrs),
+                                     "pairs")
         line = format_service(name, attrs)
         size = len(line.encode())
         if size > self.limits.line_bytes:
-            raise self.limits.refuse(f"{what}: {name}'s line would be {size} bytes",
-                                     "line_bytes", "bytes")
+            raise self.limits.refuse(f"{what}: {name}'s line", f"{size} bytes", "line_bytes")
         held = self.held_bytes.get(owner, 0) - replaces + entry_cost(line)
         if held > self.limits.identity_bytes:
-            raise self.limits.refuse(
-                f"{what}: {owner}'s entries would take {held} bytes of the registry's "
-                "memory; remove some first", "identity_bytes", "bytes")
+            raise self.limits.refuse(f"{what}: the registry memory {owner}'s entries take",
+                                     f"{held} bytes", "identity_bytes",
+                                     f"; or remove some of {owner}'s entries first")
         return line
 
     # -- requests
@@ -290,7 +288,8 @@ class Registry:
         self._measure(data, "find filter")
         pairs = parse_pairs(words_of(data, "find filter"), "find filter")
         if len(pairs) > self.limits.pairs:
-            raise self.limits.refuse(f"find filter of {len(pairs)} pairs", "pairs", "pairs")
+            raise self.limits.refuse("the number of pairs in the find filter", len(pairs),
+                                     "pairs")
         if not pairs:
             return [s for _, s in sorted(self.services.items())]
         services = self.services
