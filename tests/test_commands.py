@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -164,13 +163,15 @@ def test_interrupted_commands_exit_130_without_a_traceback(home, tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()  # accepts, never answers: the command waits
+    silent.settimeout(20)
     try:
         proc = subprocess.Popen([GERYON, "regquery", "-R",
                                  f"tcp!127.0.0.1!{silent.getsockname()[1]}"],
                                 env=env_for(home), stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        conn, _ = silent.accept()  # it dials only once its signal handlers are in place
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
+        conn.close()
         assert proc.returncode == 130
         assert "Traceback" not in err
     finally:
@@ -178,8 +179,20 @@ def test_interrupted_commands_exit_130_without_a_traceback(home, tmp_path):
 
 
 def test_daemons_stop_cleanly_on_sigterm(home, registry):
+    import asyncio
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client
     watch = Process(home, ["regwatch", "-R", registry.address])
-    time.sleep(1.5)
+    made = []
+
+    def watching():  # a change made before it opened `event` is not shown: make another
+        async def make():
+            async with await Client.connect(registry.address, Identity(home)) as client:
+                await client.write("/new", f"probe{len(made)} persist 1")
+        made.append(asyncio.run(make()))
+        return " add probe" in watch.output()
+
+    wait_for(watching, interval=0.2, what="regwatch to be watching")
     watch.proc.send_signal(signal.SIGTERM)
     assert watch.proc.wait(10) == 0
     assert "Traceback" not in watch.output()

@@ -4,23 +4,53 @@ loopback with real processes."""
 import asyncio
 import filecmp
 import subprocess
+import tarfile
 
 import pytest
 
-from support import geryon, make_corpus, member_home, ssh_options, start_node
+from support import (geryon, make_corpus, make_home, member_home, ssh_options, start_node,
+                     start_registry)
+
+
+def make_cluster(home, registry, directory, chunks=2):
+    """Two nodes with `chunks` 1 MiB chunks each; GERYON_NDB in directory."""
+    ndb = directory / "cluster.ndb"
+    nodes = [start_node(home, registry.address, directory / f"chunks{i}", f"node{i}", chunks)
+             for i in range(2)]
+    env = {"GERYON_REGISTRY": registry.address, "GERYON_NDB": str(ndb)}
+    return type("Cluster", (), {"registry": registry, "nodes": nodes, "ndb": ndb, "env": env,
+                                "home": home, "dir": directory})
 
 
 @pytest.fixture
 def cluster(home, registry, tmp_path):
-    """A registry and two nodes with two 1 MiB chunks each; GERYON_NDB in tmp_path."""
-    ndb = tmp_path / "cluster.ndb"
-    nodes = [start_node(home, registry.address, tmp_path / f"chunks{i}", f"node{i}", 2)
-             for i in range(2)]
-    env = {"GERYON_REGISTRY": registry.address, "GERYON_NDB": str(ndb)}
-    yield type("Cluster", (), {"registry": registry, "nodes": nodes, "ndb": ndb, "env": env,
-                               "home": home})
-    for node in nodes:
+    """A cluster of its own, for a test that changes it."""
+    made = make_cluster(home, registry, tmp_path)
+    yield made
+    for node in made.nodes:
         node.stop()
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """One cluster for the tests that only read: a mail corpus loaded as disks of mbox, and
+    a tar with dot names as disks of home.  Tests given it must change nothing."""
+    directory = tmp_path_factory.mktemp("loaded")
+    home = make_home(directory / "admin")
+    registry = start_registry(home)
+    made = make_cluster(home, registry, directory, chunks=3)
+    made.corpus = make_corpus(directory / "corpus", files=240)
+    made.mbox = run(made, "load", "--app", "mbox", str(made.corpus)).splitlines()
+    src = directory / "dots"
+    src.mkdir()
+    (src / ".profile").write_text("export A=1\n")
+    (src / "plain").write_text("plain\n")
+    with tarfile.open(directory / "home.tar", "w") as tar:
+        tar.add(src, arcname=".")
+    run(made, "load", "--app", "home", str(directory / "home.tar"))
+    yield made
+    for proc in [*made.nodes, registry]:
+        proc.stop()
 
 
 def run(cluster, *args, check=True):
@@ -29,48 +59,114 @@ def run(cluster, *args, check=True):
     return result.stdout if check else result
 
 
-def test_openssh_sftp_lists_a_disk_and_downloads_a_file(cluster, tmp_path):
-    corpus = make_corpus(tmp_path / "corpus", files=4)
-    run(cluster, "load", "--app", "mail", str(corpus))
-    line = run(cluster, "regquery", "automount", "1").splitlines()[0]
-    addr = line.split(" addr ")[1].split()[0]
+def test_openssh_sftp_lists_a_disk_and_downloads_a_file(loaded, tmp_path):
+    line = run(loaded, "regquery", "automount", "1", "id", "chunk0", "host", "node0")
+    name, addr = line.split()[0], line.split(" addr ")[1].split()[0]
     _, host, port = addr.split("!")
-    out = tmp_path / "m0"
+    wanted = sorted(run(loaded, "ls", name).split())[0].rstrip("/")
+    inner = run(loaded, "ls", f"{name}:{wanted}").split()[0].rstrip("/")
+    file = run(loaded, "ls", f"{name}:{wanted}/{inner}").split()[0]
+    out = tmp_path / "got"
     result = subprocess.run(
-        ["sftp", *ssh_options(cluster.home), "-P", port, "-b", "-", f"admin-1@{host}"],
-        input=f"ls sent/0\nget sent/0/m0 {out}\n", capture_output=True, text=True, timeout=30)
+        ["sftp", *ssh_options(loaded.home), "-P", port, "-b", "-", f"admin-1@{host}"],
+        input=f"ls {wanted}/{inner}\nget {wanted}/{inner}/{file} {out}\n",
+        capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "m0" in result.stdout
-    assert out.read_bytes() == (corpus / "sent/0/m0").read_bytes()
+    assert file in result.stdout
+    assert out.read_bytes() == (loaded.corpus / wanted / inner / file).read_bytes()
 
 
-def test_load_refresh_disks_cat_get_round_trip(cluster, tmp_path):
-    corpus = make_corpus(tmp_path / "corpus", files=240)
-    out = run(cluster, "load", "--app", "mbox", str(corpus)).splitlines()
+def test_load_refresh_disks_cat_get_round_trip(loaded, tmp_path):
+    corpus, out = loaded.corpus, loaded.mbox
     assert len(out) >= 2, out  # more than one 1 MiB disk's worth
     assert {line.split()[1] for line in out} == {"node0", "node1"}  # spread across nodes
     names = [line.split()[0] for line in out]
     assert names == [f"d{i}.mbox" for i in range(len(names))]
     assert sum(int(line.split()[2]) for line in out) == 240
-    ndb = cluster.ndb.read_text()
+    ndb = loaded.ndb.read_text()
     for name in names:
         assert f"name={name} kfs" in ndb
-    disks = run(cluster, "disks").splitlines()
+    disks = run(loaded, "disks").splitlines()
     assert disks[0].split() == ["DISK", "NODE", "CHUNK", "FILL", "STATE"]
+    assert [row.split()[0] for row in disks[1:]] == [*names, "d0.home"]
     assert all(row.split()[-1] == "live" for row in disks[1:])
     # every file comes back whole, from whichever disk holds it
     back = tmp_path / "back"
-    run(cluster, "get", *names, str(back))  # every disk at once
+    run(loaded, "get", *names, str(back))  # every disk at once
     assert not filecmp.dircmp(corpus, back).diff_files
     assert sorted(p.relative_to(back) for p in back.rglob("*")) == \
         sorted(p.relative_to(corpus) for p in corpus.rglob("*"))
-    first = run(cluster, "ls", f"{names[0]}").split()
+    first = run(loaded, "ls", f"{names[0]}").split()
     assert first and all(n.endswith("/") for n in first)
     some = next(p for p in corpus.rglob("m*") if p.is_file())
     holder = next(n for n in names
-                  if run(cluster, "cat", f"{n}:{some.relative_to(corpus)}", check=False)
+                  if run(loaded, "cat", f"{n}:{some.relative_to(corpus)}", check=False)
                   .returncode == 0)
-    assert run(cluster, "cat", f"{holder}:{some.relative_to(corpus)}") == some.read_text()
+    assert run(loaded, "cat", f"{holder}:{some.relative_to(corpus)}") == some.read_text()
+
+
+def test_loading_the_same_files_again_passes_over_them(loaded):
+    result = run(loaded, "load", "--app", "mbox", str(loaded.corpus), check=False)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == "load: 240 files already on disks of mbox were passed over\n"
+
+
+def test_tar_members_keep_their_dot_names(loaded):
+    assert run(loaded, "ls", "d0.home").split() == [".profile", "plain"]
+    assert run(loaded, "cat", "d0.home:.profile") == "export A=1\n"
+
+
+@pytest.mark.parametrize("name", ["event", "new", "index", "find"])
+def test_registry_file_names_are_not_disks(loaded, name):
+    # `event` would otherwise be read as a disk's entry, and a read of `event` waits
+    result = run(loaded, "ls", name, check=False)
+    assert result.returncode == 1
+    assert f"'{name}' is not a disk name" in result.stderr
+
+
+def test_get_and_ls_of_paths_inside_a_disk(loaded, tmp_path):
+    corpus = loaded.corpus
+    top = run(loaded, "ls", "d0.mbox").split()[0].rstrip("/")  # inbox or sent
+    listing = run(loaded, "ls", "-l", f"d0.mbox:{top}").splitlines()
+    assert listing and all(line.startswith("d ") for line in listing)  # top/0, top/1, ...
+    sub = listing[0].split()[-1]
+    file = run(loaded, "ls", f"d0.mbox:{top}/{sub}").split()[0]
+    # a single file, into a directory and under a new name
+    out = tmp_path / "out"
+    out.mkdir()
+    run(loaded, "get", f"d0.mbox:{top}/{sub}/{file}", str(out))
+    assert (out / file).read_bytes() == (corpus / top / sub / file).read_bytes()
+    run(loaded, "get", f"d0.mbox:{top}/{sub}/{file}", str(out / "renamed"))
+    assert (out / "renamed").read_bytes() == (corpus / top / sub / file).read_bytes()
+    # a tree, over SFTP
+    run(loaded, "get", f"d0.mbox:{top}/{sub}", str(tmp_path / "tree"))
+    assert not filecmp.dircmp(corpus / top / sub, tmp_path / "tree").diff_files
+    assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == \
+        sorted(run(loaded, "ls", f"d0.mbox:{top}/{sub}").split())
+
+
+def refresh_with(loaded, tmp_path, text):
+    """refresh with another ndb file, one that stops it before it changes anything."""
+    ndb = tmp_path / "other.ndb"
+    ndb.write_text(text)
+    return geryon(loaded.home, "refresh", **{**loaded.env, "GERYON_NDB": str(ndb)})
+
+
+def test_refresh_names_the_bad_disk_and_fails(loaded, tmp_path):
+    result = refresh_with(loaded, tmp_path, "name=d0.bad kfs\n\tmaster=node0\n")
+    assert result.returncode == 1
+    assert result.stderr == (f"geryon: {tmp_path / 'other.ndb'}:1: disk d0.bad has "
+                             "master='node0'; write it as master=HOST!chunkN\n")
+
+
+def test_a_disk_named_twice_is_an_ndb_error_with_file_and_line(loaded, tmp_path):
+    result = refresh_with(loaded, tmp_path, "name=d0.x kfs master=node0!chunk0\n"
+                                            "name=d0.x kfs master=node1!chunk0\n")
+    assert result.returncode == 1
+    ndb = tmp_path / "other.ndb"
+    assert result.stderr == (f"geryon: {ndb}:2: disk d0.x is named again (first at {ndb}:1); "
+                             "a disk has one entry: remove or rename one\n")
+    assert "d0.x" not in run(loaded, "regquery", "-n")
 
 
 def test_refresh_is_idempotent_quiet_and_drops_what_ndb_forgets(cluster, tmp_path):
@@ -82,13 +178,6 @@ def test_refresh_is_idempotent_quiet_and_drops_what_ndb_forgets(cluster, tmp_pat
         "add d9.txt host node0 automount 1 persist 1 addr " +
         run(cluster, "regquery", "-n", "resource", "kfs", "host", "node0", "id", "chunk0").strip() +
         " id chunk0", "remove d0.txt"]
-
-
-def test_refresh_names_the_bad_disk_and_fails(cluster):
-    cluster.ndb.write_text("name=d0.bad kfs\n\tmaster=node0\n")
-    result = run(cluster, "refresh", check=False)
-    assert result.returncode == 1
-    assert "disk d0.bad has master='node0'" in result.stderr
 
 
 def test_file_larger_than_a_disk_is_refused_or_split(cluster, tmp_path):
@@ -144,7 +233,7 @@ def test_a_full_disk_refuses_a_write_and_keeps_what_it_had(cluster):
         client = await Client.connect(addr, Identity(cluster.home))
         try:
             await client.write("/keep", kept)
-            with pytest.raises(RemoteError, match="no room"):
+            with pytest.raises(RemoteError, match="bytes free"):
                 await client.write("/noise", os.urandom(600_000))
             assert await client.ls("/") == ["keep"]
             return await client.read("/keep")
@@ -159,7 +248,9 @@ def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     import signal
     from support import Process, wait_for
     run(cluster, "load", "--app", "w", str(make_corpus(tmp_path / "c", files=3)))
-    watcher = Process(cluster.home, ["refresh", "--watch"], **cluster.env)
+    ready = tmp_path / "refresh.ready"
+    watcher = Process(cluster.home, ["refresh", "--watch", "--ready", str(ready)], ready,
+                      **cluster.env)
     registry = cluster.registry
     registry.kill(signal.SIGKILL)
     registry.start()
@@ -196,7 +287,7 @@ def test_a_failed_write_stores_nothing_and_a_file_being_made_can_be_stated(clust
             await f.write(b"x" * 1000)
             assert (await sftp.stat("/partial")).size == 1000  # visible while being made
             f.offset = 2_000_000  # past the disk's capacity
-            with pytest.raises(RemoteError, match="more than this disk"):
+            with pytest.raises(RemoteError, match="bytes free"):
                 await f.write(b"y")
             await f.close()
             return await client.ls("/")
@@ -235,42 +326,41 @@ def test_sftp_put_p_keeps_mode_and_time(cluster, tmp_path):
     assert asyncio.run(mode()) == (0o750, 1_000_000_000)
 
 
-def test_tar_members_keep_their_dot_names(cluster, tmp_path):
-    import tarfile
+def test_refresh_says_which_disks_name_a_node_or_chunk_nothing_serves(cluster):
+    cluster.ndb.write_text("name=d0.t kfs master=node0!chunk0\nname=d1.t kfs master=nod1!chunk0\n"
+                           "name=d2.t kfs master=node1!chunk9\n")
+    result = run(cluster, "refresh", check=False)
+    assert (result.returncode, result.stdout) == (0, "")
+    ndb = cluster.ndb
+    assert result.stderr.splitlines() == [
+        f"refresh: {ndb}:2: disk d1.t: no node nod1 serves chunks (nodes serving: node0, "
+        "node1); start it, or correct master= nod1!chunk0",
+        f"refresh: {ndb}:3: disk d2.t: node node1 serves no chunk9 (it serves chunk0, chunk1); "
+        "correct master=node1!chunk9"]
+    assert run(cluster, "regquery", "-n", "automount", "1").split() == ["d0.t"]
+
+
+def test_load_counts_a_link_to_a_directory_in_what_it_leaves_out(cluster, tmp_path):
+    import os
     src = tmp_path / "src"
-    src.mkdir()
-    (src / ".profile").write_text("export A=1\n")
-    (src / "plain").write_text("plain\n")
-    archive = tmp_path / "home.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(src, arcname=".")
-    run(cluster, "load", "--app", "home", str(archive))
-    assert run(cluster, "ls", "d0.home").split() == [".profile", "plain"]
-    assert run(cluster, "cat", "d0.home:.profile") == "export A=1\n"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "f").write_text("f\n")
+    os.symlink(src / "real", src / "alias")
+    result = run(cluster, "load", "--app", "l", str(src), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("load: leaving out 1 that are not plain files (links, devices, "
+                             f"FIFOs), e.g. {src / 'alias'}\n")
+    assert run(cluster, "ls", "d0.l").split() == ["real/"]
 
 
-@pytest.mark.parametrize("name", ["event", "new", "index", "find"])
-def test_registry_file_names_are_not_disks(cluster, name):
-    # `event` would otherwise be read as a disk's entry, and a read of `event` waits
-    result = run(cluster, "ls", name, check=False)
-    assert result.returncode == 1
-    assert f"'{name}' is not a disk name" in result.stderr
-
-
-def test_get_and_ls_of_paths_inside_a_disk(cluster, tmp_path):
-    corpus = make_corpus(tmp_path / "corpus", files=12)
-    run(cluster, "load", "--app", "p", str(corpus))
-    listing = run(cluster, "ls", "-l", "d0.p:inbox").splitlines()
-    assert listing and all(line.startswith("d ") for line in listing)  # inbox/0, inbox/1
-    # a single file, into a directory and under a new name
-    out = tmp_path / "out"
-    out.mkdir()
-    run(cluster, "get", "d0.p:inbox/0/m1", str(out))
-    assert (out / "m1").read_bytes() == (corpus / "inbox/0/m1").read_bytes()
-    run(cluster, "get", "d0.p:inbox/0/m1", str(out / "renamed"))
-    assert (out / "renamed").read_bytes() == (corpus / "inbox/0/m1").read_bytes()
-    # a tree, over SFTP
-    run(cluster, "get", "d0.p:sent", str(tmp_path / "tree"))
-    assert not filecmp.dircmp(corpus / "sent", tmp_path / "tree").diff_files
-    assert sorted(p.relative_to(tmp_path / "tree") for p in (tmp_path / "tree").rglob("*")) == \
-        sorted(p.relative_to(corpus / "sent") for p in (corpus / "sent").rglob("*"))
+def test_a_node_is_ready_once_its_chunks_are_registered(home, registry, tmp_path):
+    from support import Process
+    ready = tmp_path / "node.ready"
+    node = Process(home, ["node", "-R", registry.address, "--chunks", str(tmp_path / "c"),
+                          "--new-chunks", "3", "--chunk-size", "64K", "--name", "n9",
+                          "--ready", str(ready)], ready)
+    said = ready.read_text().split()
+    registered = geryon(home, "regquery", "-R", registry.address, "-n", "host", "n9").stdout
+    assert said[:2] == ["node", "n9"] and sorted(said[2:]) == sorted(registered.split())
+    assert len(said) == 5
+    node.stop()

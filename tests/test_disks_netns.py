@@ -62,9 +62,10 @@ def test_load_spreads_refresh_registers_cat_from_fourth_host_and_dead_nodes_drop
     assert left == set(disks) - gone
 
     # refresh --watch does it by itself when node1 dies
-    watcher = Process(home, ["refresh", "--watch"], prefix=net.prefix(client),
-                      GERYON_REGISTRY=registry.address, GERYON_NDB=ndb)
-    time.sleep(1.0)
+    ready = tmp_path / "refresh.ready"  # written once it has dialled and refreshed
+    watcher = Process(home, ["refresh", "--watch", "--ready", str(ready)], ready,
+                      prefix=net.prefix(client), GERYON_REGISTRY=registry.address,
+                      GERYON_NDB=ndb)
     nodes[1].kill(signal.SIGKILL)
     killed = time.monotonic()
     node1_disks = {d for d, n in disks.items() if n == "node1"}

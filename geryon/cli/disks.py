@@ -54,7 +54,8 @@ def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, ready_file,
                       config=Config.load(registry=registry), listen_host=listen)
         try:
             await served.start()  # returns once every chunk is registered
-            announce_ready(ready_file, "\n".join(c.name for c in served.chunks))
+            announce_ready(ready_file, "\n".join([f"node {served.name}",
+                                                   *(c.name for c in served.chunks)]))
             click.echo(f"node {served.name}: serving {len(served.chunks)} chunks", err=True)
             await served.run()
         finally:
@@ -101,7 +102,7 @@ def refresh(ndb, registry, watch, ready_file, verbose):
                     click.echo(f"refresh: {note}", err=True)
                 state["said"] = outcome.unserved
         if not state["ready"]:
-            announce_ready(ready_file, config.registry)
+            announce_ready(ready_file, config.registry or "the registry found by mDNS")
             state["ready"] = True
 
     async def once():
@@ -238,10 +239,10 @@ def ls(registry, long, spec):
       geryon ls d0.mbox
       geryon ls -l d0.mbox:inbox
     """
-    from geryon.disks.remote import is_dir, listing
+    from geryon.ns.client import is_dir
 
     async def work(disk, path):
-        return await listing(disk, path, spec)
+        return await disk.listdir("/" + path)
 
     for name, attrs in with_disk(spec, registry, work):
         directory = is_dir(attrs)

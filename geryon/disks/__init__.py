@@ -29,8 +29,7 @@ _PUBLIC = {
     "Refresher": "geryon.disks.refresh", "Refreshed": "geryon.disks.refresh",
     "follow": "geryon.disks.refresh",
     "lookup": "geryon.disks.remote", "dial_disk": "geryon.disks.remote",
-    "run": "geryon.disks.remote", "listing": "geryon.disks.remote",
-    "walk": "geryon.disks.remote",
+    "run": "geryon.disks.remote", "walk": "geryon.disks.remote",
     "LoadReport": "geryon.disks.load",
     "gather": "geryon.disks.sources", "fetch_all": "geryon.disks.fetch",
 }

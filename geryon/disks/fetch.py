@@ -10,8 +10,8 @@ from pathlib import Path
 from geryon.chunkfs.chunk import Chunk
 from geryon.disks.errors import DiskError
 from geryon.disks.names import split_spec
-from geryon.disks.remote import dial_disk, is_dir, run, walk
-from geryon.ns.client import Client, explain
+from geryon.disks.remote import dial_disk, run, walk
+from geryon.ns.client import Client, is_dir
 
 
 def place(dest: Path, relative: str, data: bytes, mode: int | None, mtime: float | None):
@@ -95,11 +95,7 @@ async def _fetch_all(registry, wanted, dest, identity, keepalive) -> int:
 async def fetch(disk: Client, path: str, dest: str) -> int:
     """Copy the file or tree disk:path to dest over SFTP; return how many files."""
     dest = Path(dest)
-    sftp = await disk.main()
-    try:
-        attrs = await sftp.stat("/" + path)
-    except Exception as err:
-        raise explain(err, f"{disk.address}: {path}") from None
+    attrs = await disk.stat("/" + path)
     if not is_dir(attrs):
         target = dest / Path(path).name if dest.is_dir() else dest
         place(target.parent, target.name, await disk.read("/" + path), attrs.permissions,

@@ -31,7 +31,7 @@ from geryon.disks.cluster import named_disks, services
 from geryon.disks.errors import DiskError, LoadError
 from geryon.disks.plan import Target, app_pattern, not_yet_loaded, plan_load
 from geryon.disks.refresh import Refresher
-from geryon.disks.remote import listing, run, walk
+from geryon.disks.remote import run, walk
 from geryon.disks.sources import Item, check_sizes, prepare
 from geryon.errors import GeryonError
 from geryon.ndb import Entry, format_entry
@@ -240,7 +240,7 @@ class Sender:
                 await run(disk, "image-put", image.read_bytes())
                 return None
             except DiskError as refused:
-                return refused, bool(await listing(disk))
+                return refused, bool(await disk.listdir())
 
 
 class SendFailed(Exception):

@@ -62,12 +62,7 @@ class Refresher:
     async def apply(self, action: Action) -> None:
         line = quote.join(w for kv in action.attrs for w in kv)
         if action.op in ("remove", "replace"):
-            sftp = await self.client.main()
-            try:
-                await sftp.remove(f"/{action.name}")
-            except Exception as err:
-                from geryon.ns.client import explain
-                raise explain(err, f"remove {action.name}") from None
+            await self.client.remove(f"/{action.name}")
         if action.op in ("add", "replace"):
             await self.client.write("/new", f"{quote.quote(action.name)} {line}")
         elif action.op == "update":

@@ -1,13 +1,13 @@
 """One disk from anywhere in the cluster: find its registry entry by name, dial it, and
 use it, file by file over SFTP or whole as a chunk image over SSH exec (docs/disk.md)."""
 
-from asyncssh.sftp import FILEXFER_TYPE_DIRECTORY
-
 from geryon.disks.errors import DiskError
 from geryon.disks.names import RegisteredDisk, check_disk_name
 from geryon.ns.ca import Identity
-from geryon.ns.client import Client, RemoteError, explain
+from geryon.ns.client import Client, RemoteError, is_dir
 from geryon.registry.client import parse_service
+
+CUT_OFF = 255  # the exit status a run gets when the channel closed before an exit status
 
 
 async def lookup(registry: Client, disk: str) -> RegisteredDisk:
@@ -29,36 +29,22 @@ async def dial_disk(registry: Client, disk: str, identity: Identity | None = Non
 
 
 async def run(client: Client, command: str, data: bytes | None = None) -> bytes:
-    """Run a disk command by SSH exec; return its stdout, or raise with its stderr."""
-    try:
-        result = await client.conn.run(command, input=data, encoding=None)
-    except Exception as err:
-        raise explain(err, f"{client.address}: {command}") from None
-    if result.exit_status != 0:
-        message = (result.stderr or b"").decode(errors="replace").strip()
-        raise DiskError(f"{client.address}: {command} failed: {message or result.exit_status}")
-    return result.stdout or b""
-
-
-def is_dir(attrs) -> bool:
-    """Whether SFTP attributes describe a directory."""
-    return attrs.type == FILEXFER_TYPE_DIRECTORY
-
-
-async def listing(client: Client, path: str = "", what: str = "") -> list:
-    """(name, attributes) of what the directory path holds, sorted by name."""
-    sftp = await client.main()
-    try:
-        names = await sftp.readdir("/" + path)
-    except Exception as err:
-        raise explain(err, what or f"{client.address}: ls /{path}") from None
-    return sorted(((n.filename, n.attrs) for n in names if n.filename not in (".", "..")),
-                  key=lambda pair: pair[0])
+    """Run a disk command by SSH exec; return its stdout.  DiskError when the node ran it
+    and it failed (so it changed nothing); RemoteError when it could not run or was cut
+    off, so that what it did is not known."""
+    done = await client.run(command, input=data)
+    if done.exit_status == CUT_OFF:
+        raise RemoteError(f"{client.address}: {command} was cut off: the connection closed "
+                          "before the command ended")
+    if not done.ok:
+        message = done.stderr.decode(errors="replace").strip()
+        raise DiskError(f"{client.address}: {command} failed: {message or done.exit_status}")
+    return done.stdout
 
 
 async def walk(client: Client, top: str = ""):
     """Yield (path, is_dir, attributes) beneath top, directories before what they hold."""
-    for name, attrs in await listing(client, top):
+    for name, attrs in await client.listdir("/" + top):
         path = f"{top}/{name}" if top else name
         yield path, is_dir(attrs), attrs
         if is_dir(attrs):
