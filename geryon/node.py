@@ -9,14 +9,13 @@ Later issues add the cpu service and the Owen worker here.
 
 import asyncio
 import logging
-import os
 import re
 from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
+from geryon.chunkfs.disk import DiskTree
 from geryon.chunkfs.errors import ChunkError
-from geryon.chunkfs.record import HEADER_SIZE
-from geryon.chunkfs.disk import Disk
+from geryon.chunkfs.image import IncomingImage, leftovers
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
@@ -57,7 +56,7 @@ class ServedChunk:
         self.chunk = Chunk.open(path)
         if self.chunk.repair:
             log.warning("%s", self.chunk.repair)
-        self.disk = Disk(self.chunk, on_change=self.changed)
+        self.disk = DiskTree(self.chunk, on_change=self.changed)
         self.server = Server(self.disk.root(), node.identity, keepalive=node.keepalive,
                              commands={"image-get": self.image_get, "image-put": self.put_image})
         self.name = ""
@@ -109,48 +108,15 @@ class ServedChunk:
                 offset += len(data)
 
     async def image_put(self, process) -> None:
-        """Replace this (empty) chunk with the chunk image on stdin, checked first."""
-        if self.chunk.live > HEADER_SIZE:
-            raise GeryonError(f"{self.path} is not empty; image-put only fills an empty chunk")
-        incoming = self.path.with_name(f".{self.id}.incoming")
-        try:
-            await self.receive(process, incoming)
-            image = Chunk.open(incoming)  # checks every record, and holds the write lock
-            try:
-                if image.repair:
-                    raise GeryonError(f"image is cut short: {image.repair}")
-                if image.capacity > self.chunk.capacity:
-                    raise GeryonError(f"image holds a chunk of {image.capacity} bytes, more "
-                                      f"than {self.path}'s {self.chunk.capacity}")
-                files = sum(1 for e in image.walk() if not e.is_dir)
-                self.chunk.close()
-                try:
-                    image.move(self.path)
-                except OSError:
-                    self.chunk = self.disk.chunk = Chunk.open(self.path)
-                    raise
-            except BaseException:
-                image.close()
-                raise
-            self.chunk = self.disk.chunk = image
-        except ChunkError as err:
-            raise GeryonError(f"image refused: {err}") from None
-        finally:
-            incoming.unlink(missing_ok=True)
-        await self.publish()  # before answering: the loader sees the new fill at once
-        process.stdout.write(f"{files} files\n".encode())
-
-    async def receive(self, process, path: Path) -> None:
-        with open(path, "wb") as f:
-            size = 0
+        """Replace this (empty) chunk with the chunk image on stdin, checked whole first
+        (geryon/chunkfs/image.py); the check runs in a thread, so the node goes on serving."""
+        with IncomingImage(self.chunk) as incoming:
             while data := await process.stdin.read(1 << 20):
-                size += len(data)
-                if size > self.chunk.capacity:
-                    raise GeryonError(f"image is larger than {self.path}'s "
-                                      f"{self.chunk.capacity} bytes")
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+                incoming.write(data)
+            image = await asyncio.to_thread(incoming.check)
+            self.chunk = self.disk.chunk = incoming.install(image)
+        await self.publish()  # before answering: the loader sees the new fill at once
+        process.stdout.write(f"{self.chunk.counts()[0]} files\n".encode())
 
 
 def no_arguments(command: str, args: list[str]) -> None:
@@ -178,7 +144,7 @@ class Node:
                               "start with --new-chunks N to create chunks there")
         await self.registrar.connect(wait=True)  # at boot the registry may not be up yet
         host = self.listen_host or self.registrar.local_host
-        for stale in self.chunks_dir.glob(".chunk*.incoming"):
+        for stale in leftovers(self.chunks_dir):
             log.warning("removing %s: an image-put that was cut off", stale)
             stale.unlink()
         for path in chunk_files(self.chunks_dir):

@@ -25,8 +25,9 @@ from geryon.chunkfs import fsck
 from geryon.chunkfs.errors import ChunkCorrupt, ChunkError, ChunkFull, ChunkPathError, RecordError
 from geryon.chunkfs.paths import ROOT, normalise
 from geryon.chunkfs.record import (DEFAULT_CAPACITY, HEAD_SIZE, HEADER_SIZE, MAX_CAPACITY,
-                                   MAX_MODE, MIN_CAPACITY, ChunkHeader, Kind, Record, decode,
-                                   decode_header, encode, encode_header, pack, scan, unpack)
+                                   MAX_MODE, MIN_CAPACITY, ChunkHeader, Kind, Record,
+                                   check_data, decode, decode_header, encode, encode_header,
+                                   pack, scan, unpack)
 from geryon.chunkfs.sizes import format_size
 from geryon.chunkfs.tree import Tree, replay
 
@@ -88,7 +89,8 @@ class Chunk:
         return chunk
 
     @classmethod
-    def open(cls, path, *, readonly=False, sync=True, salvage=False, level=DEFAULT_LEVEL):
+    def open(cls, path, *, readonly=False, sync=True, salvage=False, whole=False,
+             level=DEFAULT_LEVEL):
         """Open the chunk at `path`, rebuilding its index; cut a torn tail (see .repair).
 
         readonly: change nothing, not even a torn tail (read as if it were cut); take no lock.
@@ -96,6 +98,9 @@ class Chunk:
         may then lose recent changes or leave damage that only `salvage` opens).
         salvage: cut the chunk at its first damaged record even when sound records follow,
         losing them. Without it such a chunk is refused with ChunkCorrupt.
+        whole: the file was sent whole (a chunk image), so refuse any damage, a torn tail
+        too, and check that every file record, live or dead, decompresses to exactly its
+        stated size (a megabyte at a time, so a record that lies costs no memory).
         """
         path = os.fspath(path)
         flags = (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC
@@ -111,13 +116,13 @@ class Chunk:
         try:
             if not readonly:
                 _lock(fd, path)
-            chunk._load(salvage)
+            chunk._load(salvage, whole)
         except BaseException:
             os.close(fd)
             raise
         return chunk
 
-    def _load(self, salvage):
+    def _load(self, salvage, whole=False):
         buf = self._read_file()
         try:
             self._header = decode_header(buf)
@@ -127,9 +132,11 @@ class Chunk:
             raise ChunkCorrupt(f"chunk {self.path}: the file is {len(buf)} bytes long, more "
                                f"than the capacity of {self.capacity} its header gives; "
                                "something other than geryon wrote to it")
-        found = scan(buf)
+        found = scan(buf, capacity=self.capacity)
         self._tree, replay_damage = replay(found.records)
         damages = [d for d in (replay_damage, found.damage) if d is not None]
+        if whole:
+            self._check_whole(buf, found.records, damages)
         inside = [d for d in damages if d.inside]
         if inside and not salvage:
             damage = inside[0]
@@ -153,6 +160,21 @@ class Chunk:
                 self._truncate(first.offset, "cut its torn tail")
                 self.repair = f"chunk {self.path}: {first}; the chunk was cut there ({kept})"
             log.info("%s", self.repair)  # callers report .repair as they see fit
+
+    def _check_whole(self, buf, records, damages):
+        if damages:
+            raise ChunkCorrupt(f"chunk {self.path}: {min(damages, key=lambda d: d.offset)}; "
+                               "an image must be whole, with nothing cut off or damaged: "
+                               "send it again, or check its source with `geryon chunk fsck`")
+        view = memoryview(buf)
+        try:
+            for record in records:
+                if record.kind is Kind.FILE:
+                    check_data(record, view[record.body_offset:record.end],
+                               self._decompressor)
+        except RecordError as err:
+            raise ChunkCorrupt(f"chunk {self.path}: {err}; no geryon writes such a record: "
+                               "check the image's source with `geryon chunk fsck`") from None
 
     def close(self):
         """Flush what sync=False held back and close the file; closing twice is harmless."""
@@ -197,6 +219,10 @@ class Chunk:
         """Bytes the chunk would use after compaction."""
         return HEADER_SIZE + self._tree.live_bytes()
 
+    def counts(self):
+        """Return (files, directories) the chunk holds, its root not counted."""
+        return self._tree.counts()
+
     @property
     def log_id(self):
         """The log's identity as hex; it changes when compaction rewrites the log."""
@@ -205,7 +231,7 @@ class Chunk:
     # Reading.
 
     def stat(self, path):
-        """Return the Entry at `path` (path, kind 'file' or 'dir', mode, mtime, size)."""
+        """Return the IndexEntry at `path` (path, kind 'file' or 'dir', mode, mtime, size)."""
         with self._naming():
             return self._tree.stat(normalise(path))
 
@@ -233,19 +259,20 @@ class Chunk:
             record, body = self._read_record(place.offset, place.length)
             return unpack(record, body, self._decompressor)
         except RecordError as err:
+            # Opening checked the record's sums, not its data; or the file changed since.
             raise ChunkCorrupt(f"chunk {self.path}: cannot read {path!r}: its {err}; the "
-                               f"file changed after it was opened: run `geryon chunk fsck "
-                               f"{self.path}`") from None
+                               "chunk is damaged there: run `geryon chunk fsck "
+                               f"{self.path}` to see what else is") from None
 
     def _read_record(self, offset, length):
         buf = self._pread(length, offset)
-        record = decode(buf, offset, base=offset)
+        record = decode(buf, offset, base=offset, capacity=self.capacity)
         return record, memoryview(buf)[record.body_offset - offset:]
 
     # Changing.
 
     def write(self, path, data, mode=0o644, mtime=None, *, packed=None):
-        """Make `path` a file holding `data`, replacing any file there; return its Entry.
+        """Make `path` a file holding `data`, replacing any file there; return its IndexEntry.
 
         Missing parent directories are made (mode 0755). mtime is in seconds since the epoch
         (now if None). A file larger than the chunk's capacity is refused with ChunkFull, as
@@ -283,7 +310,7 @@ class Chunk:
                             "split it into smaller files", size, self.free)
 
     def mkdir(self, path, mode=0o755, mtime=None, *, parents=False, exist_ok=False):
-        """Make directory `path` and return its Entry; `parents` makes missing ones too."""
+        """Make directory `path` and return its IndexEntry; `parents` makes missing ones too."""
         with self._naming():
             path = normalise(path)
             entry = self._tree.get(path)
@@ -322,7 +349,7 @@ class Chunk:
             self._append([(Kind.RENAME, old, {"body": new.encode("utf-8")})], old)
 
     def set_attributes(self, path, mode=None, mtime=None):
-        """Set the mode and/or mtime (seconds) of `path`; return its new Entry."""
+        """Set the mode and/or mtime (seconds) of `path`; return its new IndexEntry."""
         with self._naming():
             path = self._changeable(normalise(path))
             entry = self._tree.stat(path)

@@ -1,9 +1,12 @@
 """A chunk served as a file tree (docs/disk.md is its manual page).
 
 Every cluster role may read a disk; only `cpu` and `admin` may change it.  A file opened
-for writing is gathered in memory (a chunk file is at most 64 MiB) and written to the chunk
-as one record when it is closed: a reader never sees half a file, and a write that does not
-fit is refused whole, with the chunk as it was.
+for writing is gathered in memory and written to the chunk as one record when it is closed:
+a reader never sees half a file, and a write that does not fit is refused whole, with the
+chunk as it was.  What open files gather is bounded by the chunk's free space, all of them
+together: a write, truncate or set-size that would take them past it is refused at once,
+before anything is gathered, so a client cannot make the node hold more than the chunk
+could store.
 """
 
 import errno
@@ -11,7 +14,8 @@ import time
 from contextlib import contextmanager
 
 from geryon.chunkfs.chunk import Chunk
-from geryon.chunkfs.errors import ChunkError
+from geryon.chunkfs.errors import ChunkError, ChunkFull
+from geryon.chunkfs.sizes import format_size
 from geryon.ns.tree import (ANYONE, Dir, Exists, File, Handle, NotFound, NsError,
                             PermissionDenied, Stat)
 
@@ -33,8 +37,8 @@ def join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-class Disk:
-    """One chunk and what serving it needs: the chunk, and who to tell about changes."""
+class DiskTree:
+    """One chunk served as a tree: the chunk, its open files, and who to tell of changes."""
 
     def __init__(self, chunk: Chunk, on_change=None):
         self.chunk = chunk
@@ -42,6 +46,20 @@ class Disk:
         # Files created but not closed yet: they exist for stat (sshfs stats what it
         # opens) though nothing is in the chunk until the close.
         self.creating: dict[str, "DiskHandle"] = {}
+        self.writing: set["DiskHandle"] = set()  # open for writing, to be stored at close
+
+    def make_room(self, handle: "DiskHandle", size: int) -> None:
+        """Refuse (ChunkFull) to let `handle` hold `size` bytes if, with what the other open
+        files hold to store, that is more than the chunk's free space."""
+        held = sum(len(h.data) for h in self.writing if h is not handle and h.dirty)
+        free = self.chunk.free
+        if size + held > free:
+            others = (f", and other open files hold {format_size(held)} to store"
+                      if held else "")
+            raise ChunkFull(f"{handle.file.path}: cannot make the file {size} bytes long: "
+                            f"disk {self.chunk.path} has {free} bytes free "
+                            f"({format_size(free)}){others}; write less, or to another disk",
+                            size + held, free)
 
     def node(self, entry):
         return DiskDir(self, entry.path) if entry.is_dir else DiskFile(self, entry.path)
@@ -54,7 +72,7 @@ class DiskNode:
     readers = ANYONE
     writers = WRITERS
 
-    def __init__(self, disk: Disk, path: str):
+    def __init__(self, disk: DiskTree, path: str):
         self.disk = disk
         self.path = path
 
@@ -125,11 +143,14 @@ class DiskFile(DiskNode, File):
             handle = DiskHandle(self, b"", write, 0o644)
             if write:
                 self.disk.creating[self.path] = handle
-            return handle
-        with as_ns_errors():
-            entry = self.disk.chunk.stat(self.path)
-            content = self.disk.chunk.read(self.path)
-        return DiskHandle(self, content, write, entry.mode)
+        else:
+            with as_ns_errors():
+                entry = self.disk.chunk.stat(self.path)
+                content = self.disk.chunk.read(self.path)
+            handle = DiskHandle(self, content, write, entry.mode)
+        if write:
+            self.disk.writing.add(handle)
+        return handle
 
 
 class DiskHandle(Handle):
@@ -159,12 +180,13 @@ class DiskHandle(Handle):
         if not self.writable:
             await super().write(offset, data)
         end = offset + len(data)
-        capacity = self.file.disk.chunk.capacity
-        if end > capacity:
-            self.broken = True  # what was written so far must not be stored at close
-            raise NsError(f"{self.file.path}: file would be {end} bytes, more than this disk "
-                          f"of {capacity} bytes can hold")
         if end > len(self.data):
+            try:
+                with as_ns_errors():
+                    self.file.disk.make_room(self, end)
+            except NsError:
+                self.broken = True  # what was written so far must not be stored at close
+                raise
             self.data.extend(b"\0" * (end - len(self.data)))
         self.data[offset:end] = data
         self.dirty = True
@@ -175,6 +197,8 @@ class DiskHandle(Handle):
         if size <= len(self.data):
             del self.data[size:]
         else:
+            with as_ns_errors():  # refused at once: the file is as it was
+                self.file.disk.make_room(self, size)
             self.data.extend(b"\0" * (size - len(self.data)))
         self.dirty = True
 
@@ -182,6 +206,7 @@ class DiskHandle(Handle):
         creating = self.file.disk.creating
         if creating.get(self.file.path) is self:
             del creating[self.file.path]
+        self.file.disk.writing.discard(self)
         if self.writable and self.dirty and not self.broken:
             self.dirty = False
             with as_ns_errors():

@@ -45,10 +45,17 @@ class RecordError(ChunkError):
     """Bytes that do not decode as a record (the sans-I/O layer's error).
 
     `offset` is where the record starts in the chunk file and `reason` ends the sentence
-    "record at offset N ...", so a chunk can put its own name in front.
+    "record at offset N ...", so a chunk can put its own name in front. `inside` says the
+    record was written whole (its head is sound) yet breaks the format's rules: no crash
+    leaves that, so it is never a torn tail.
     """
 
-    def __init__(self, offset, reason):
+    def __init__(self, offset, reason, inside=False):
         super().__init__(f"record at offset {offset} {reason}")
         self.offset = offset
         self.reason = reason
+        self.inside = inside
+
+
+class ImageRefused(ChunkError):
+    """A chunk image sent to fill a chunk was not taken; the chunk is as it was."""

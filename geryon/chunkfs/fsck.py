@@ -7,7 +7,7 @@ changes nothing. Chunk.fsck reads the file and calls it.
 from dataclasses import dataclass, field
 
 from geryon.chunkfs.errors import ChunkCorrupt, RecordError
-from geryon.chunkfs.record import HEADER_SIZE, decode, decode_header, scan, unpack
+from geryon.chunkfs.record import HEADER_SIZE, check_data, decode, decode_header, scan
 from geryon.chunkfs.sizes import format_size
 from geryon.chunkfs.tree import replay
 
@@ -58,7 +58,7 @@ def check(chunk, buf, tree, decompressor):
     if len(buf) > header.capacity:
         problems.append(f"the file is {len(buf)} bytes long, more than its capacity of "
                         f"{header.capacity}")
-    found = scan(buf)
+    found = scan(buf, capacity=header.capacity)
     rebuilt, replay_damage = replay(found.records)
     for damage in (found.damage, replay_damage):
         if damage is not None:
@@ -74,8 +74,8 @@ def check(chunk, buf, tree, decompressor):
             continue
         place = rebuilt.place(entry.path)
         try:
-            record = decode(buf, place.offset)
-            unpack(record, view[record.body_offset:record.end], decompressor)
+            record = decode(buf, place.offset, capacity=header.capacity)
+            check_data(record, view[record.body_offset:record.end], decompressor)
         except RecordError as err:
             problems.append(f"file {entry.path!r}: its {err}")
     files, dirs = rebuilt.counts()

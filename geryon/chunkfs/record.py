@@ -155,12 +155,13 @@ def encode(offset, kind, path="", *, mode=0, mtime_ns=0, size=0, flags=0, body=b
     return b"".join((head, struct.pack("<Q", head_sum), raw_path, body))
 
 
-def decode(buf, offset, base=0):
+def decode(buf, offset, base=0, capacity=MAX_CAPACITY):
     """Return the Record whose head is at file offset `offset`; `buf[0]` is at offset `base`.
 
     Checks everything a record promises (magic, both sums, the rules for its kind, canonical
-    paths) and raises RecordError naming the first promise broken. The body is checked but
-    not copied: read it from Record.body_offset.
+    paths, a file no larger than a chunk of `capacity` bytes can hold) and raises RecordError
+    naming the first promise broken. The body is checked but not copied: read it from
+    Record.body_offset.
     """
     view = memoryview(buf)
     at = offset - base
@@ -174,9 +175,9 @@ def decode(buf, offset, base=0):
     (_, kind, flags, path_len, mode, body_len, size, mtime_ns,
      body_sum, _) = RECORD_HEAD.unpack_from(view, at)
     if kind not in RULES:
-        raise RecordError(offset, f"is of unknown kind {kind}")
+        raise RecordError(offset, f"is of unknown kind {kind}", inside=True)
     kind = Kind(kind)
-    _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len)
+    _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len, capacity)
     length = HEAD_SIZE + path_len + body_len
     if len(view) - at < length:
         raise RecordError(offset, f"is cut short: it is {length} bytes long "
@@ -197,7 +198,8 @@ def _head_is_sound(view, at, offset):
     return xxhash.xxh3_64_intdigest(head[:_HEAD_SUMMED], seed=offset) == head_sum
 
 
-def _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len):
+def _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len,
+                  capacity=MAX_CAPACITY):
     rule = RULES[kind]
     name = kind.name.lower()
     wrong = None
@@ -209,7 +211,9 @@ def _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len)
         wrong = f"mtime {mtime_ns}"
     elif flags & ~ZSTD or (flags and not rule.data):
         wrong = f"flags {flags:#x}"
-    elif size > MAX_CAPACITY or (size and not rule.data):
+    elif size > capacity - HEADER_SIZE:
+        wrong = f"size {size}, more than a chunk of {capacity} bytes can hold"
+    elif size and not rule.data:
         wrong = f"size {size}"
     elif rule.data and not flags & ZSTD and size != body_len:
         wrong = f"size {size} but {body_len} bytes of uncompressed data"
@@ -218,16 +222,18 @@ def _check_fields(offset, kind, path_len, mode, mtime_ns, size, flags, body_len)
     elif body_len > MAX_CAPACITY or (body_len and not (rule.data or rule.target)):
         wrong = f"a body {body_len} bytes long"
     if wrong:
-        raise RecordError(offset, f"is a {name} record with {wrong}, which is not allowed")
+        raise RecordError(offset, f"is a {name} record with {wrong}, which is not allowed",
+                          inside=True)
 
 
 def _decode_path(offset, raw):
     try:
         path = str(raw, "utf-8")
     except UnicodeDecodeError:
-        raise RecordError(offset, "holds a path that is not UTF-8") from None
+        raise RecordError(offset, "holds a path that is not UTF-8", inside=True) from None
     if not is_canonical(path):
-        raise RecordError(offset, f"holds the path {path!r}, which is not a canonical path")
+        raise RecordError(offset, f"holds the path {path!r}, which is not a canonical path",
+                          inside=True)
     return path
 
 
@@ -256,15 +262,17 @@ class Scan:
     damage: Damage | None
 
 
-def scan(buf, start=HEADER_SIZE):
-    """Decode the records of a whole chunk held in `buf` (bytes), from `start` to the end."""
+def scan(buf, start=HEADER_SIZE, capacity=MAX_CAPACITY):
+    """Decode the records of a whole chunk of `capacity` bytes held in `buf` (bytes), from
+    `start` to the end."""
     records = []
     offset = start
     while offset < len(buf):
         try:
-            record = decode(buf, offset)
+            record = decode(buf, offset, capacity=capacity)
         except RecordError as err:
-            return Scan(records, offset, Damage(offset, err.reason, _next_sound(buf, offset)))
+            after = offset if err.inside else _next_sound(buf, offset)
+            return Scan(records, offset, Damage(offset, err.reason, after))
         records.append(record)
         offset = record.end
     return Scan(records, offset, None)
@@ -289,19 +297,57 @@ def pack(data, compressor):
     return 0, bytes(data)
 
 
+# How much check_data decompresses at a time: what it holds, whatever a record's size.
+_PIECE = 1 << 20
+
+
 def unpack(record, body, decompressor):
-    """Return the data of a FILE record from its `body`; raise RecordError if it is not sound."""
+    """Return the data of a FILE record from its `body`; raise RecordError if it is not sound.
+
+    Never makes more than record.size bytes, which decode() has held to the chunk's
+    capacity: zstandard's one-shot decompress() makes exactly the size the frame header
+    states (ignoring max_output_size), so that size must be the record's before it runs.
+    """
     if not record.flags & ZSTD:
         data = bytes(body)
     else:
+        _check_frame(record, body)
         try:
-            if zstandard.frame_content_size(body) != record.size:
-                raise RecordError(record.offset, "holds a zstd frame whose size is not the "
-                                                 "record's size")
-            data = decompressor.decompress(body, max_output_size=record.size)
+            data = decompressor.decompress(body)
         except zstandard.ZstdError as err:
             raise RecordError(record.offset, f"holds data that does not decompress ({err})")
     if len(data) != record.size:
         raise RecordError(record.offset, f"holds {len(data)} bytes of data but says it "
                                          f"holds {record.size}")
     return data
+
+
+def check_data(record, body, decompressor):
+    """Raise RecordError unless a FILE record's `body` decompresses to exactly record.size
+    bytes; holds at most a megabyte of the data at a time, and never goes past the size."""
+    if not record.flags & ZSTD:
+        return  # decode() has checked that the size is the body's length
+    _check_frame(record, body)
+    made = 0
+    try:
+        reader = decompressor.stream_reader(body)
+        while piece := reader.read(min(_PIECE, record.size - made) or 1):
+            made += len(piece)
+            if made > record.size:
+                raise RecordError(record.offset, "holds data that decompresses to more than "
+                                                 f"the {record.size} bytes it says it holds")
+    except zstandard.ZstdError as err:
+        raise RecordError(record.offset, f"holds data that does not decompress ({err})")
+    if made != record.size:
+        raise RecordError(record.offset, f"holds {made} bytes of data but says it "
+                                         f"holds {record.size}")
+
+
+def _check_frame(record, body):
+    try:
+        stated = zstandard.frame_content_size(body)
+    except zstandard.ZstdError as err:
+        raise RecordError(record.offset, f"holds data that is not a zstd frame ({err})")
+    if stated != record.size:
+        raise RecordError(record.offset, "holds a zstd frame whose size is not the "
+                                         "record's size")

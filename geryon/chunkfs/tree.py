@@ -18,8 +18,9 @@ FILE, DIR = "file", "dir"
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """A file or directory on a chunk disk. `mode` holds permission bits only."""
+class IndexEntry:
+    """A file or directory in a chunk's index (not an ndb entry). `mode` holds permission
+    bits only."""
 
     path: str
     kind: str  # "file" or "dir"
@@ -41,7 +42,7 @@ class Entry:
         return self.kind == DIR
 
 
-ROOT_ENTRY = Entry(ROOT, DIR, 0o755, 0, 0)
+ROOT_ENTRY = IndexEntry(ROOT, DIR, 0o755, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +65,11 @@ class Tree:
     # Questions.
 
     def get(self, path):
-        """Return the Entry at `path`, or None."""
+        """Return the IndexEntry at `path`, or None."""
         return self._entries.get(path)
 
     def stat(self, path):
-        """Return the Entry at `path`; raise ChunkPathError(ENOENT) if there is none."""
+        """Return the IndexEntry at `path`; raise ChunkPathError(ENOENT) if there is none."""
         entry = self._entries.get(path)
         if entry is None:
             raise _missing(path)
@@ -163,7 +164,7 @@ class Tree:
         self._remove(old)
         for entry in moving:  # each directory comes before what it holds
             path = new + entry.path[len(old):]
-            self._add(Entry(path, entry.kind, entry.mode, entry.mtime_ns, entry.size),
+            self._add(IndexEntry(path, entry.kind, entry.mode, entry.mtime_ns, entry.size),
                       places[entry.path])
 
 
@@ -245,16 +246,16 @@ _CHECKS = {
 
 def _apply_file(tree, r):
     place = Place(r.offset, r.length, r.body_len)
-    tree._add(Entry(r.path, FILE, r.mode, r.mtime_ns, r.size), place)
+    tree._add(IndexEntry(r.path, FILE, r.mode, r.mtime_ns, r.size), place)
 
 
 def _apply_dir(tree, r):
-    tree._add(Entry(r.path, DIR, r.mode, r.mtime_ns, 0))
+    tree._add(IndexEntry(r.path, DIR, r.mode, r.mtime_ns, 0))
 
 
 def _apply_attr(tree, r):
     entry = tree.stat(r.path)
-    tree._entries[r.path] = Entry(r.path, entry.kind, r.mode, r.mtime_ns, entry.size)
+    tree._entries[r.path] = IndexEntry(r.path, entry.kind, r.mode, r.mtime_ns, entry.size)
 
 
 def _apply_rename(tree, r):
