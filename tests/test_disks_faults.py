@@ -42,7 +42,7 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
         nodes[1].kill(signal.SIGKILL)
         out, err = loading.communicate(timeout=60)
         assert loading.returncode == 1, (out, err)
-        assert "sending d1.mbox to node1" in err and "was cut off" in err
+        assert "sending d1.mbox to node1 failed: tcp!" in err and "image-put was cut off" in err
         assert "Not written: d1.mbox (named in the ndb file" in err
         assert "Filled, named and registered: d0.mbox." in err
         assert "Run the same load again" in err and "Traceback" not in err

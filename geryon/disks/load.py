@@ -210,8 +210,8 @@ class Sender:
                 try:
                     refusal = await self.put(target, image)
                 except (GeryonError, OSError) as err:  # cut off: the name stays, see above
-                    raise SendFailed(f"sending {target.name} to {target.host} ({target.addr}) "
-                                     f"was cut off: {err}", first, target.name) from None
+                    raise SendFailed(f"sending {target.name} to {target.host} failed: {err}",
+                                     first, target.name) from None
                 if refusal is None:
                     break
                 if span:  # refused, so nothing was written: the name goes again
