@@ -175,7 +175,7 @@ class _Parser:
         end = self.data.find(b"}", start + 1)
         if end < 0:
             raise SExprError(start, "'{' is not closed; add '}'")
-        text = self.decode_base64(start + 1, end, "{base64}")
+        text = self.decode_base64(start, end, "{base64}")
         self.i = end + 1
         try:
             return parse_nested(text, self.depth + open_lists + 1)
@@ -313,7 +313,7 @@ class _Parser:
         end = self.data.find(b"|", start + 1)
         if end < 0:
             raise SExprError(start, "'|' (base64) is not closed; add '|'")
-        value = self.decode_base64(start + 1, end, "|base64|")
+        value = self.decode_base64(start, end, "|base64|")
         self.i = end + 1
         return self.check_length(length, value, start, "base64 string")
 
@@ -336,9 +336,10 @@ class _Parser:
         return self.check_length(length, bytes.fromhex(digits.decode()), start, "hex string")
 
     def decode_base64(self, start: int, end: int, what: str) -> bytes:
-        text = bytes(c for c in self.data[start:end] if c not in WHITESPACE)
+        """The bytes base64 text between the delimiters at start and end stands for."""
+        text = bytes(c for c in self.data[start + 1:end] if c not in WHITESPACE)
         if _BASE64_TEXT.fullmatch(text) is None:
-            bad = next((i for i in range(start, end) if self.data[i] not in _BASE64_CHARS),
+            bad = next((i for i in range(start + 1, end) if self.data[i] not in _BASE64_CHARS),
                        None)
             if bad is None:
                 raise SExprError(start, f"'=' in the middle of {what}; it may only pad the end")
