@@ -214,5 +214,9 @@ class DiskHandle(Handle):
                                            self.mtime)
             self.file.disk.on_change()
 
+    async def abort(self):
+        self.broken = True  # a file its writer never closed is not stored
+        await self.close()
+
     def size(self):
         return len(self.data)

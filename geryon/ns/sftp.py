@@ -334,6 +334,18 @@ class TreeSFTPHandler(SFTPServerHandler):
         self._check_handles()
         return await SFTPServerHandler._process_opendir(self, packet)
 
+    async def _cleanup(self, exc):
+        # Files the session leaves open are aborted, not closed: a client that went away
+        # mid-write must not have half a file stored (asyncssh would close them).
+        handles, self._file_handles = list(self._file_handles.values()), {}
+        for handle in handles:
+            try:
+                await handle.abort()
+            except Exception as err:  # one file must not keep the others from ending
+                log.warning("%s: abort of an open file failed: %s",
+                            self._server.caller.identity, err)
+        await super()._cleanup(exc)
+
     async def _process_limits(self, packet):
         packet.check_end()
         max_write = min(self.limits.max_write, sftpconst.MAX_SFTP_WRITE_LEN)

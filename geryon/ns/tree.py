@@ -141,6 +141,12 @@ class Handle:
     async def close(self) -> None:
         pass
 
+    async def abort(self) -> None:
+        """The session ended with this file still open (its client went away or never
+        closed it): a close by default; a file whose writes are stored at close stores
+        nothing instead."""
+        await self.close()
+
     def size(self) -> int:
         return 0
 
