@@ -1,0 +1,1 @@
+../geryon/rcpu/gridrc.sh
