@@ -291,6 +291,8 @@ def test_an_unquoted_description_is_joined_again(data):
     ("(job (file (path mytasks) (split lines) (kind bundle)) (task a))", "lines cannot be"),
     ("(job (file (path mytasks)) (file (path tmp/mytasks)) (task a))", "two files are named"),
     ("(job (file (path mytasks) (name a/b)) (task a))", "is not a file name"),
+    ("(job (file (path mytasks) (kind stdin)) (file (path empty) (name e) (kind stdin)) "
+     "(task a))", "are both (kind stdin); a task has one standard input"),
     ("(job (file (path ../x)) (task a))", "not a name inside the job's data directory"),
     ("(job (file (path absent)) (task a))", "absent is not in the job's data directory"),
     ("(job (file (path empty) (split lines)) (task a))", "is empty, so the job has no tasks"),

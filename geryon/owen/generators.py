@@ -239,11 +239,16 @@ class Job(TaskGenerator):
         dims: list[_Dim] = []     # the alternatives of each file and value, in order
         seen_names: set[str] = set()
         seen_tags: set[str] = set()
-        task = None
+        task, stdin = None, None
         for clause in spec.args:
             op = _op(clause)
             if op == "file":
                 dims.append(_file_parts(clause, data_dir, budget, seen_names))
+                if dims[-1].parts and next(iter(dims[-1].parts)).input is not None:
+                    if stdin is not None:
+                        raise GeneratorError(f"job: {stdin} and {dims[-1].what} are both "
+                                             "(kind stdin); a task has one standard input")
+                    stdin = dims[-1].what
             elif op == "value":
                 dims.append(_value_parts(clause, seen_tags))
             elif op == "task":
@@ -277,9 +282,9 @@ class Job(TaskGenerator):
         _check_count(count, "job")
         tasks = []
         for n, combination in enumerate(itertools.product(*(dim.parts for dim in dims))):
-            stdin = [p.input for p in combination if p.input is not None]
+            given = [p.input for p in combination if p.input is not None]
             tasks.append(TaskSpec(
-                n, task[0], task[1], stdin[0] if stdin else b"",
+                n, task[0], task[1], given[0] if given else b"",
                 tuple(f for p in combination for f in p.files),
                 tuple(e for p in combination for e in p.env)))
         words = "job " + quote.quote(sexpr.advanced(spec).decode("utf-8"))
