@@ -1,0 +1,235 @@
+"""The rcpu client: choose the next cpu round-robin, choose its output disk, run a block.
+
+caerwyn's nextcpu took cpus from the registry's list in turn and finddisk the head of a
+host's .cpu disks; we do the same, with the turn kept in a small file under $GERYON_HOME so
+that it goes round across invocations, as his shell variable did within one shell.  A cpu
+that cannot be reached, or whose channel fails before the block starts, is passed over for
+the next; once a block has started it is never run again elsewhere (the caller decides).
+"""
+
+import asyncio
+import fcntl
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from geryon.config import Config, home
+from geryon.errors import GeryonError
+from geryon.ns.ca import Identity
+from geryon.ns.client import Client, RemoteError
+from geryon.rcpu.block import BlockRequest, normalise
+from geryon.registry.client import dial_registry, query
+from geryon.registry.core import Service
+
+log = logging.getLogger("geryon.rcpu")
+
+PUMP = 1 << 16
+
+
+class RcpuError(GeryonError):
+    """No cpu could take the block."""
+
+
+@dataclass
+class CompletedBlock:
+    """What a block did, as a completed-process record: its status (or the signal that
+    killed it), what it wrote (when captured), where it ran, and how long it took."""
+
+    block: str
+    cpu: str
+    host: str
+    disk: str
+    exit_status: int
+    exit_signal: str = ""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    started: float = 0.0
+    elapsed: float = 0.0
+    attempts: list[str] = field(default_factory=list)
+
+    @property
+    def returncode(self) -> int:
+        """The status as a shell gives it: 128 + N for death by signal N."""
+        if self.exit_signal:
+            import signal
+            number = getattr(signal, f"SIG{self.exit_signal}", None)
+            return 128 + int(number) if number is not None else 255
+        return self.exit_status
+
+    def check(self) -> "CompletedBlock":
+        if self.returncode != 0:
+            how = f"signal {self.exit_signal}" if self.exit_signal else f"status {self.exit_status}"
+            said = self.stderr.decode(errors="replace").strip()[-300:]
+            raise RcpuError(f"block on {self.cpu} ended with {how}{': ' + said if said else ''}")
+        return self
+
+
+def next_turn(count: int, path=None) -> int:
+    """The next cpu's place in a list of `count`, round-robin across invocations."""
+    path = path or home() / "rcpu-next"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        turn = int(text) if text.isdigit() else 0
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{turn + 1}\n".encode(), 0)
+        return turn % count if count else 0
+    finally:
+        os.close(fd)
+
+
+class Rcpu:
+    """Runs blocks on the cluster's cpus."""
+
+    def __init__(self, config: Config | None = None, identity: Identity | None = None):
+        self.config = config or Config.load()
+        self.identity = identity or Identity.load()
+        self.registry: Client | None = None
+
+    async def __aenter__(self):
+        self.registry = await dial_registry(self.config, self.identity)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.registry.close()
+
+    async def cpus(self) -> list[Service]:
+        found = sorted(await query(self.registry, "svc", "rstyx"), key=lambda s: s.name)
+        if not found:
+            raise RcpuError("no cpu service is registered: start a node with "
+                            "`geryon node --cpu`, and check `geryon regquery svc rstyx`")
+        return found
+
+    async def order(self, cpu: str = "") -> list[Service]:
+        """The cpus to try, the next in turn first (or just the one asked for)."""
+        cpus = await self.cpus()
+        if cpu:
+            chosen = [s for s in cpus if cpu in (s.name, s.attrs.get("host"))]
+            if not chosen:
+                raise RcpuError(f"no cpu {cpu} is registered; the cpus are "
+                                f"{', '.join(s.name for s in cpus)}")
+            return chosen
+        turn = next_turn(len(cpus))
+        return cpus[turn:] + cpus[:turn]
+
+    async def finddisk(self, host: str, inputs) -> str:
+        """The first .cpu disk of a host that is not one of the inputs ('' if none)."""
+        disks = sorted(s.name for s in await query(self.registry, "host", host)
+                       if s.name.endswith(".cpu") and "addr" in s.attrs)
+        return next((d for d in disks if d not in inputs), "")
+
+    async def run(self, block: str, disks=(), *, cpu: str = "", stdin=None, stdout=None,
+                  stderr=None, out: str = "", on_start=None) -> CompletedBlock:
+        """Run a block on the next cpu with the disks; stream its output to stdout and
+        stderr (binary file objects) or capture it when they are None."""
+        text = normalise(block)
+        tried = []
+        for service in await self.order(cpu):
+            host = service.attrs.get("host", "")
+            disk = out or await self.finddisk(host, disks)
+            request = BlockRequest(text, tuple(disks), disk)
+            try:
+                client = await Client.connect(service.name, self.identity,
+                                              keepalive=float(self.config.keepalive))
+            except RemoteError as err:
+                tried.append(f"{service.name}: {err}")
+                log.info("cpu %s: %s; trying the next", service.name, err)
+                continue
+            try:
+                try:
+                    process = await client.conn.create_process(request.command(),
+                                                               encoding=None)
+                except (asyncssh.Error, OSError) as err:
+                    tried.append(f"{service.name}: {err}")
+                    continue
+                if on_start:
+                    on_start(service.name, host, disk)
+                done = await self._stream(process, stdin, stdout, stderr)
+                done.block, done.cpu, done.host, done.disk = text, service.name, host, disk
+                done.attempts = tried
+                return done
+            finally:
+                await client.close()
+        raise RcpuError("no cpu could take the block: " + "; ".join(tried))
+
+    async def _stream(self, process, stdin, stdout, stderr) -> CompletedBlock:
+        started = time.time()
+        captured = {1: bytearray(), 2: bytearray()}
+
+        async def pump(source, sink, which):
+            while data := await source.read(PUMP):
+                if sink is None:
+                    captured[which] += data
+                else:
+                    sink.write(data)
+                    sink.flush()
+
+        feeder = feed(process, stdin) if stdin is not None else None
+        if stdin is None:
+            process.stdin.write_eof()
+        try:
+            await asyncio.gather(pump(process.stdout, stdout, 1),
+                                 pump(process.stderr, stderr, 2))
+            await process.wait_closed()
+        finally:
+            if feeder is not None:
+                feeder.stop()
+        status = process.exit_status
+        signal_name = process.exit_signal[0] if process.exit_signal else ""
+        if status is None and not signal_name:
+            status = 255  # the channel closed without a status: the cpu died mid-block
+        return CompletedBlock("", "", "", "", status if status is not None else -1,
+                              signal_name, bytes(captured[1]), bytes(captured[2]),
+                              started, time.time() - started)
+
+
+class feed:
+    """Copy a file descriptor (the caller's stdin) to the block's stdin from a daemon
+    thread, so a stdin that never ends (a terminal) cannot keep the command alive."""
+
+    def __init__(self, process, source):
+        self.process = process
+        self.loop = asyncio.get_running_loop()
+        self.fd = source if isinstance(source, int) else source.fileno()
+        self.stopped = False
+        threading.Thread(target=self._copy, daemon=True).start()
+
+    def _copy(self):
+        while not self.stopped:
+            try:
+                data = os.read(self.fd, PUMP)
+            except OSError:
+                data = b""
+            self.loop.call_soon_threadsafe(self._send, data)
+            if not data:
+                return
+
+    def _send(self, data):
+        if self.stopped or self.process.stdin.channel.is_closing():
+            return
+        try:
+            if data:
+                self.process.stdin.write(data)
+            else:
+                self.process.stdin.write_eof()
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            self.stopped = True
+
+    def stop(self):
+        self.stopped = True
+
+
+def stdin_of_caller():
+    """The caller's stdin, or None when there is none to give (closed)."""
+    try:
+        os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sys.stdin.fileno()
