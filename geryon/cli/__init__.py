@@ -31,6 +31,7 @@ COMMANDS = {
     "get": ("disks", "get", "Copy files (or a whole disk) from a disk to here."),
     "ndb": ("ndb", "ndb", "Query ndb (attrdb) files such as ndb/cluster."),
     "demo": ("demo", "demo", "Start a whole cluster on this machine and show it working."),
+    "rcpu": ("rcpu", "rcpu", "Run a command block on a cpu with disks at /n: rcpu '{ls /n}'"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
