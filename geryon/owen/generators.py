@@ -36,7 +36,6 @@ in a job's S-expression.
 import io
 import itertools
 import math
-import os
 import re
 import stat
 import tarfile

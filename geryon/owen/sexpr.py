@@ -38,7 +38,8 @@ _TOKEN = re.compile(rb"[-./_:*+=A-Za-z][-./_:*+=A-Za-z0-9]*")
 _BARE_NUMBER_END = frozenset(WHITESPACE + b"()[]{}")
 _BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" + WHITESPACE)
+_BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+                          + WHITESPACE)
 _QUOTED_PLAIN = re.compile(rb'[^"\\]*')
 
 _ESCAPES = {ord("b"): 8, ord("t"): 9, ord("v"): 11, ord("n"): 10, ord("f"): 12, ord("r"): 13,
@@ -95,7 +96,15 @@ SExpr = Atom | List
 
 def parse(data: bytes) -> SExpr:
     """The one S-expression that data holds, white space around it allowed."""
-    parser = _Parser(data, 0)
+    return _parse_one(data, 0)
+
+
+def _parse_one(data: bytes, depth: int) -> SExpr:
+    """The one expression of data, inside lists and {braces} `depth` deep."""
+    if depth >= MAX_DEPTH:
+        raise SExprError(0, f"{{braces}} and lists nested more than {MAX_DEPTH} deep "
+                         "(MAX_DEPTH)")
+    parser = _Parser(data, depth)
     parser.skip_space()
     if parser.at_end():
         raise SExprError(parser.i, "no S-expression, only white space" if data
@@ -178,7 +187,7 @@ class _Parser:
         text = self.decode_base64(start, end, "{base64}")
         self.i = end + 1
         try:
-            return parse_nested(text, self.depth + open_lists + 1)
+            return _parse_one(text, self.depth + open_lists + 1)
         except SExprError as err:
             raise SExprError(start, f"in the {{base64}} expression, at its byte {err.offset}: "
                              f"{err.what}") from None
@@ -358,23 +367,6 @@ class _Parser:
             raise SExprError(start, f"the {what} is {len(value)} bytes but its length "
                              f"prefix says {length}")
         return value
-
-
-def parse_nested(data: bytes, depth: int) -> SExpr:
-    """One expression inside {braces}, at a depth that counts the lists around it."""
-    if depth >= MAX_DEPTH:
-        raise SExprError(0, f"{{braces}} and lists nested more than {MAX_DEPTH} deep "
-                         "(MAX_DEPTH)")
-    parser = _Parser(data, depth)
-    parser.skip_space()
-    if parser.at_end():
-        raise SExprError(0, "no S-expression, only white space")
-    value = parser.sexpr()
-    parser.skip_space()
-    if not parser.at_end():
-        raise SExprError(parser.i, f"{_show(data, parser.i)} after the end of the "
-                         "S-expression")
-    return value
 
 
 def canonical(x: SExpr) -> bytes:
