@@ -82,6 +82,30 @@ class Target:
     named: bool  # the ndb file named it before this load
 
 
+def is_cpu_disk(chunk: Service) -> bool:
+    """Whether a live chunk is a cpu node's output chunk (registered with cpudisk 1)."""
+    return chunk.attrs.get("cpudisk", "0") not in ("", "0")
+
+
+CPU_DISK = re.compile(r"d(\d+)\.cpu")
+
+
+def cpu_disks_to_name(named: list[NamedDisk], services: list[Service]) -> list[Target]:
+    """The cpu nodes' output chunks the ndb file does not name yet, each with the next
+    free dN.cpu name, in (host, chunk) order: refresh appends them to the file, so that
+    the ndb file has one writer and every disk one name."""
+    taken = {(d.host, d.chunk) for d in named}
+    numbers = [int(m.group(1)) for d in named if (m := CPU_DISK.fullmatch(d.name))]
+    number = max(numbers, default=-1) + 1
+    new = []
+    for (host, chunk_id), chunk in sorted(live_chunks(services).items()):
+        if is_cpu_disk(chunk) and (host, chunk_id) not in taken:
+            new.append(Target(f"d{number}.cpu", host, chunk_id, chunk.name,
+                              int(chunk.attrs.get("size", 0)), False))
+            number += 1
+    return new
+
+
 def is_empty(chunk: Service) -> bool:
     """Whether a live chunk holds nothing but its header."""
     return int(chunk.attrs.get("used", HEADER_SIZE + 1)) <= HEADER_SIZE
@@ -135,7 +159,8 @@ def plan_load(named: list[NamedDisk], services: list[Service], app: str) -> Load
         return (int(number.group(1)) if number else 0, chunk.attrs.get("host", ""))
 
     by_host: dict[str, list[Service]] = {}
-    free = [c for key, c in chunks.items() if key not in taken and is_empty(c)]
+    free = [c for key, c in chunks.items()
+            if key not in taken and is_empty(c) and not is_cpu_disk(c)]
     for chunk in sorted(free, key=order):
         by_host.setdefault(chunk.attrs["host"], []).append(chunk)
     while any(by_host.values()):
