@@ -131,6 +131,10 @@ def test_get_and_ls_of_paths_inside_a_disk(loaded, tmp_path):
     assert listing and all(line.startswith("d ") for line in listing)  # top/0, top/1, ...
     sub = listing[0].split()[-1]
     file = run(loaded, "ls", f"d0.mbox:{top}/{sub}").split()[0]
+    not_dir = run(loaded, "ls", f"d0.mbox:{top}/{sub}/{file}", check=False)
+    assert not_dir.returncode == 1
+    assert not_dir.stderr.startswith("geryon: tcp!") and not_dir.stderr.endswith(
+        f": ls /{top}/{sub}/{file}: /{top}/{sub}/{file} is not a directory\n")
     # a single file, into a directory and under a new name
     out = tmp_path / "out"
     out.mkdir()
@@ -251,6 +255,7 @@ def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     ready = tmp_path / "refresh.ready"
     watcher = Process(cluster.home, ["refresh", "--watch", "--ready", str(ready)], ready,
                       **cluster.env)
+    assert ready.read_text().split("\n")[1] == "dialled 1"
     registry = cluster.registry
     registry.kill(signal.SIGKILL)
     registry.start()
@@ -258,10 +263,16 @@ def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     assert "d0.w" in run(cluster, "regquery", "-n", "automount", "1")
     wait_for(lambda: len(run(cluster, "regquery", "-n", "resource", "kfs").split()) == 4,
              timeout=8, what="nodes to register again")
-    # the watcher, dialled again, follows an edit of the ndb file within 2 s
+    wait_for(lambda: "dialled 2" in ready.read_text(), timeout=10,
+             what="refresh --watch to dial the registry again")
+    # the watcher, dialled again, follows an edit of the ndb file within 2 s; what the edit
+    # removes goes once the grace after dialling (GRACE) is over
+    from geryon.disks.refresh import GRACE
     cluster.ndb.write_text(cluster.ndb.read_text().replace("name=d0.w ", "name=d5.w "))
+    wait_for(lambda: "d5.w" in run(cluster, "regquery", "-n", "automount", "1").split(),
+             timeout=2, interval=0.1, what="refresh --watch to follow the ndb edit (2 s)")
     wait_for(lambda: run(cluster, "regquery", "-n", "automount", "1").split() == ["d5.w"],
-             timeout=3, interval=0.1, what="refresh --watch to follow the ndb edit (2 s)")
+             timeout=GRACE + 2, interval=0.1, what="the grace to end and d0.w to go")
     # and still drops the disks of a node that dies
     owner = run(cluster, "regquery", "automount", "1").split(" host ")[1].split()[0]
     cluster.nodes[int(owner[-1])].kill(signal.SIGKILL)

@@ -2,6 +2,7 @@
 it an image, and the registry killed while `refresh --watch` is making entries.  Afterwards
 nothing is lost or half-present, and what stopped short completes."""
 
+import asyncio
 import filecmp
 import signal
 import subprocess
@@ -90,6 +91,8 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
 
 def test_the_registry_killed_while_refresh_watch_makes_entries_ends_with_exactly_them(
         home, registry, tmp_path):
+    from geryon.ns.ca import Identity
+    from geryon.ns.client import Client
     ndb = tmp_path / "cluster.ndb"
     env = {"GERYON_REGISTRY": registry.address, "GERYON_NDB": str(ndb)}
     nodes = [start_node(home, registry.address, tmp_path / f"c{i}", f"node{i}", 12, "64K")
@@ -98,14 +101,18 @@ def test_the_registry_killed_while_refresh_watch_makes_entries_ends_with_exactly
     ready = tmp_path / "refresh.ready"
     watcher = Process(home, ["refresh", "--watch", "--ready", str(ready)], ready, **env)
     assert geryon(home, "regquery", "-n", "automount", "1", **env).stdout.split() == ["d0.w"]
-    changes = Process(home, ["regwatch", "-R", registry.address])
-    ndb.write_text("".join(f"name=d{i}.w kfs master=node{i % 2}!chunk{i // 2}\n"
-                           for i in range(24)))
-    wait_for(lambda: " add d" in changes.output(), interval=0.01,
-             what="refresh --watch to start adding the new disks")
-    registry.kill(signal.SIGKILL)
+
+    async def kill_once_adding():
+        async with await Client.connect(registry.address, Identity(home)) as client:
+            events = await client.open("/event", "r", wait=True)
+            ndb.write_text("".join(f"name=d{i}.w kfs master=node{i % 2}!chunk{i // 2}\n"
+                                   for i in range(24)))
+            while " add d" not in (await asyncio.wait_for(events.read(), 10)).decode():
+                pass
+            registry.kill(signal.SIGKILL)  # the watch has made one entry, or a few
+
+    asyncio.run(kill_once_adding())
     registry.start()
-    changes.kill()
 
     def chunk_addr(i):
         return geryon(home, "regquery", "-n", "resource", "kfs", "host", f"node{i % 2}", "id",

@@ -13,11 +13,21 @@ ndb_option = click.option("--ndb", default="", metavar="FILE",
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--chunks", "chunks_dir", required=True, type=click.Path(file_okay=False),
-              help="directory holding chunk files chunk0, chunk1, ...")
+@click.option("--chunks", "chunks_dir", default="", type=click.Path(file_okay=False),
+              help="directory holding chunk files chunk0, chunk1, ... (data disks)")
 @click.option("--new-chunks", default=0, help="first create this many empty chunks there")
 @click.option("--chunk-size", default="64M", show_default=True,
               help="capacity of chunks made by --new-chunks (K, M, G suffixes)")
+@click.option("--cpu", is_flag=True, help="also run the cpu service: command blocks by rcpu")
+@click.option("--state", "state_dir", default="", type=click.Path(file_okay=False),
+              help="where the cpu service keeps its output chunks and scratch "
+                   "(default: $GERYON_HOME/node/NAME)")
+@click.option("--cpu-chunks", default=2, show_default=True,
+              help="output chunks (cpu0, cpu1, ...) the cpu service keeps")
+@click.option("--cpu-chunk-size", default="64M", show_default=True,
+              help="capacity of each output chunk")
+@click.option("--cache-size", default="2G", show_default=True,
+              help="bytes of disks the cpu service keeps unpacked for blocks")
 @click.option("--name", default="", help="this node's name, the HOST of master=HOST!chunkN "
               "in ndb (default: the host name)")
 @click.option("--listen", default="", help="address to serve on (default: the one the "
@@ -25,38 +35,56 @@ ndb_option = click.option("--ndb", default="", metavar="FILE",
 @registry_option
 @ready_option
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
-def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, ready_file, verbose):
-    """Serve this machine's chunk disks and keep them registered.
+def node(chunks_dir, new_chunks, chunk_size, cpu, state_dir, cpu_chunks, cpu_chunk_size,
+         cache_size, name, listen, registry, ready_file, verbose):
+    """Serve this machine's chunk disks and cpu service, and keep them registered.
 
-    Each chunk file in the directory is served as a file tree (over SFTP) on a port of its
-    own and registered as `tcp!ADDR!PORT id chunkN host NAME resource kfs size S used U
-    free F`.  The entries go when the node stops, and come back if the registry restarts.
+    Each chunk file in the --chunks directory is served as a file tree (over SFTP) on a
+    port of its own and registered as `tcp!ADDR!PORT id chunkN host NAME resource kfs size
+    S used U free F`.  With --cpu the node also runs command blocks sent by rcpu
+    (docs/cpu.md), registered as `svc rstyx`, with output chunks of its own registered
+    with `cpudisk 1` (refresh names them dN.cpu).  The entries go when the node stops,
+    and come back if the registry restarts.
 
     \b
     Example:
-      geryon node --chunks /var/lib/geryon/chunks --new-chunks 4 --name node0
+      geryon node --chunks /var/lib/geryon/chunks --new-chunks 4 --name node0 --cpu
     """
     import socket
     from pathlib import Path
 
     from geryon.chunkfs.sizes import parse_size
-    from geryon.config import Config
-    from geryon.node import Node, create_chunks
+    from geryon.config import Config, ConfigError, home
+    from geryon.node import CpuSettings, Node, create_chunks
 
     setup_logging(verbose)
-    directory = Path(chunks_dir)
+    if not chunks_dir and not cpu:
+        raise ConfigError("a node serves chunk disks (--chunks DIR), a cpu (--cpu), or both; "
+                          "give at least one")
+    if new_chunks and not chunks_dir:
+        raise ConfigError("--new-chunks makes chunks in the --chunks directory; give it")
+    name = name or socket.gethostname()
+    directory = Path(chunks_dir) if chunks_dir else None
     if new_chunks:
         made = create_chunks(directory, new_chunks, parse_size(chunk_size))
         click.echo(f"made {len(made)} chunks in {directory}", err=True)
+    settings = None
+    if cpu:
+        settings = CpuSettings(Path(state_dir) if state_dir else home() / "node" / name,
+                               cpu_chunks, parse_size(cpu_chunk_size),
+                               cache_limit=parse_size(cache_size))
 
     async def main():
-        served = Node(directory, name=name or socket.gethostname(),
-                      config=Config.load(registry=registry), listen_host=listen)
+        served = Node(directory, name=name, config=Config.load(registry=registry),
+                      listen_host=listen, cpu=settings)
         try:
             await served.start()  # returns once every chunk is registered
             announce_ready(ready_file, "\n".join([f"node {served.name}",
-                                                   *(c.name for c in served.chunks)]))
-            click.echo(f"node {served.name}: serving {len(served.chunks)} chunks", err=True)
+                                                   *(c.name for c in served.chunks),
+                                                   *([f"cpu {served.cpu_name}"]
+                                                     if served.cpu_name else [])]))
+            click.echo(f"node {served.name}: serving {len(served.chunks)} chunks"
+                       f"{', cpu ' + served.cpu_name if served.cpu_name else ''}", err=True)
             await served.run()
         finally:
             await served.close()
@@ -69,7 +97,8 @@ def node(chunks_dir, new_chunks, chunk_size, name, listen, registry, ready_file,
 @registry_option
 @click.option("--watch", is_flag=True, help="keep going: refresh on every registry or ndb change")
 @click.option("--ready", "ready_file", default="", metavar="FILE",
-              help="with --watch: write FILE once the registry is dialled and refreshed")
+              help="with --watch: write FILE once the registry is dialled and refreshed, "
+                   "and again after each time it is dialled again")
 @click.option("-v", "--verbose", is_flag=True, help="print each change made")
 def refresh(ndb, registry, watch, ready_file, verbose):
     """Make the registry's disk entries match the ndb file and the live chunks.
@@ -91,28 +120,30 @@ def refresh(ndb, registry, watch, ready_file, verbose):
 
     setup_logging(False)  # -v prints the changes themselves, not the machinery's log
     config = Config.load(registry=registry, ndb=ndb)
-    state = {"said": [], "ready": False}  # a watch repeats notes only when they change
+    said = {"notes": []}  # a watch repeats notes only when they change
 
     def report(outcome):
         if not isinstance(outcome, Exception):  # an error the watch has logged: it goes on
             for action in outcome.actions if verbose else ():
                 click.echo(str(action))
-            if outcome.unserved != state["said"]:
+            if outcome.unserved != said["notes"]:
                 for note in outcome.unserved:
                     click.echo(f"refresh: {note}", err=True)
-                state["said"] = outcome.unserved
-        if not state["ready"]:
-            announce_ready(ready_file, config.registry or "the registry found by mDNS")
-            state["ready"] = True
+                said["notes"] = outcome.unserved
+
+    def dialled(count):
+        announce_ready(ready_file, f"{config.registry or 'the registry found by mDNS'}\n"
+                                   f"dialled {count}")
 
     async def once():
         async with await dial_registry(config) as client:
             report(await Refresher(client, config.ndb_path).refresh())
 
     def lost(err):
-        click.echo(f"refresh: {err}; trying again", err=True)
+        click.echo(f"refresh: {err or 'the registry closed the connection'}; trying again",
+                   err=True)
 
-    run_async(follow(lambda: dial_registry(config), config.ndb_path, report, lost)
+    run_async(follow(lambda: dial_registry(config), config.ndb_path, report, lost, dialled)
               if watch else once(), daemon=watch)
 
 

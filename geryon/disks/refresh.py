@@ -18,7 +18,7 @@ from geryon.disks.names import disks_of, unserved
 from geryon.disks.plan import Action, plan
 from geryon.errors import GeryonError
 from geryon.ndb.database import Database
-from geryon.retry import Backoff
+from geryon.retry import Grace, Reconnect
 
 log = logging.getLogger("geryon.refresh")
 
@@ -69,9 +69,11 @@ class Refresher:
             await self.client.write(f"/{action.name}", line)
         log.info("%s", action)
 
-    async def watch(self, interval: float = 0.5, on_done=None, grace: float = GRACE) -> None:
+    async def watch(self, interval: float = 0.5, on_done=None, grace: float = GRACE,
+                    on_first=None) -> None:
         """Refresh now and whenever the registry or the ndb file changes; on_done gets each
-        outcome (a Refreshed, or the GeryonError that stopped it).
+        outcome (a Refreshed, or the GeryonError that stopped it), and on_first() is called
+        once the first has been handed to on_done.
 
         For `grace` seconds after dialling, nothing is removed: the registry may just have
         restarted, and nodes take a moment to register their chunks again."""
@@ -92,13 +94,13 @@ class Refresher:
 
         follower = asyncio.ensure_future(follow_registry())
         seen = None
-        loop = asyncio.get_running_loop()
-        removals_from = loop.time() + grace
+        removals = Grace(grace, clock=asyncio.get_running_loop().time)
+        removals.start()
         deferred = False  # a refresh ran in the grace period: run one more after it
         try:
             while not follower.done():
                 ndb = ndb_now()
-                may_remove = loop.time() >= removals_from
+                may_remove = removals.over()
                 if changed.is_set() or ndb != seen or (deferred and may_remove):
                     changed.clear()
                     seen = ndb
@@ -110,6 +112,9 @@ class Refresher:
                         outcome = err
                     if on_done:
                         on_done(outcome)
+                    if on_first:
+                        on_first()
+                        on_first = None
                 try:
                     await asyncio.wait_for(changed.wait(), interval)
                 except asyncio.TimeoutError:
@@ -120,19 +125,20 @@ class Refresher:
             await asyncio.gather(follower, return_exceptions=True)
 
 
-async def follow(dial, ndb_path, on_done=None, on_lost=None) -> None:
+async def follow(dial, ndb_path, on_done=None, on_lost=None, on_dialled=None) -> None:
     """Watch for ever: when the registry goes (a restart), dial it again and carry on.
-    dial() returns a connected registry client; on_lost gets the error each time."""
-    backoff = Backoff(initial=0.5, cap=5.0)
-    while True:
-        try:
-            client = await dial()
-            try:
-                backoff.reset()
-                await Refresher(client, ndb_path).watch(on_done=on_done)
-            finally:
-                await client.close()
-        except GeryonError as err:
-            if on_lost:
-                on_lost(err)
-        await asyncio.sleep(backoff.delay())
+    dial() returns a connected registry client; on_lost gets each loss (an error, or None
+    when the connection just closed); on_dialled(n) is called once the n-th connection has
+    made its first refresh."""
+    dialled = 0
+
+    async def serve(client):
+        def first():
+            nonlocal dialled
+            dialled += 1
+            if on_dialled:
+                on_dialled(dialled)
+
+        await Refresher(client, ndb_path).watch(on_done=on_done, on_first=first)
+
+    await Reconnect(dial, serve, on_lost=on_lost, what="refresh").run()
