@@ -42,13 +42,25 @@ DEFAULTS = {
                                 "of one identity may take"),
     "registry_history": ("4096", "changes the registry remembers for event readers"),
     "registry_history_bytes": ("4194304", "bytes of changes the registry remembers"),
+    # The Owen scheduler (docs/sched.md) and its workers.
+    "sched": ("", "dial string of the Owen scheduler, e.g. tcp!gridhost!6678 (default: "
+              "the registry's svc infsched entry)"),
+    "owen_blacklist_after": ("5", "failures in a row beyond which a worker is blacklisted"),
+    "owen_parole": ("600", "seconds a blacklisted worker waits before it is let back"),
+    "owen_copies": ("2", "attempts of one task at once (speculative re-runs)"),
+    "owen_deadline": ("3600", "seconds an attempt may run, unless its job sets a deadline"),
+    "owen_grace": ("30", "seconds past a deadline before the scheduler gives up an attempt"),
+    "owen_data_bytes": ("1073741824", "bytes of one job's input (its data file)"),
+    "owen_result_bytes": ("67108864", "bytes of one task's result"),
 }
 # Keys whose values must be positive numbers (checked by Config.validate).
 POSITIVE = ("keepalive", "sftp_max_read", "sftp_max_write", "sftp_max_handles",
             "ssh_max_sessions", "ssh_max_command", "ssh_login_timeout",
             "registry_line_bytes", "registry_pairs", "registry_identity_bytes",
-            "registry_history", "registry_history_bytes")
-SECONDS = ("keepalive", "ssh_login_timeout")  # the rest are whole numbers
+            "registry_history", "registry_history_bytes", "owen_blacklist_after",
+            "owen_parole", "owen_copies", "owen_deadline", "owen_grace", "owen_data_bytes",
+            "owen_result_bytes")
+SECONDS = ("keepalive", "ssh_login_timeout", "owen_parole", "owen_deadline", "owen_grace")  # the rest are whole numbers
 BOOLEANS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
             "yes": True, "no": False}
 
@@ -80,6 +92,14 @@ class Config:
     registry_identity_bytes: str = DEFAULTS["registry_identity_bytes"][0]
     registry_history: str = DEFAULTS["registry_history"][0]
     registry_history_bytes: str = DEFAULTS["registry_history_bytes"][0]
+    sched: str = ""
+    owen_blacklist_after: str = DEFAULTS["owen_blacklist_after"][0]
+    owen_parole: str = DEFAULTS["owen_parole"][0]
+    owen_copies: str = DEFAULTS["owen_copies"][0]
+    owen_deadline: str = DEFAULTS["owen_deadline"][0]
+    owen_grace: str = DEFAULTS["owen_grace"][0]
+    owen_data_bytes: str = DEFAULTS["owen_data_bytes"][0]
+    owen_result_bytes: str = DEFAULTS["owen_result_bytes"][0]
 
     @classmethod
     def load(cls, **overrides) -> "Config":
@@ -115,6 +135,9 @@ class Config:
         if self.registry:
             from geryon import dial
             dial.parse(self.registry, "registry")
+        if self.sched:
+            from geryon import dial
+            dial.parse(self.sched, "infsched")
         for key in POSITIVE:
             value = getattr(self, key)
             kind = float if key in SECONDS else int

@@ -168,6 +168,7 @@ class Task:
     active: list = field(default_factory=list)   # Attempts offered or running
     last_node: str = ""
     why: str = ""         # why its last attempt failed, for `why`
+    took: float = 0.0     # seconds the winning attempt took
 
     @property
     def jobtype(self) -> str:
@@ -197,6 +198,7 @@ class Job:
     tasks: list = field(default_factory=list)
     fresh: dict = field(default_factory=dict)    # jobtype -> deque of new task numbers
     retry: deque = field(default_factory=deque)  # failed task numbers, retried first
+    running: set = field(default_factory=set)    # numbers of the tasks in state running
     counts: dict = field(default_factory=lambda: {c: 0 for c in COUNTERS})
     log: deque = field(default_factory=deque)
     version: int = 0                 # bumped on every change a monitor shows
@@ -295,6 +297,7 @@ class Scheduler:
         self.events: deque = deque(maxlen=self.rules.history)
         self.listeners = []                   # callables() told after each change
         self.offered: list[Waiter] = []       # waiters given an attempt, for the adapter
+        self.stopping: set = set()            # nodes with worker ids to stop, for the adapter
         self._restore()
 
     # -- events and persistence --
@@ -347,7 +350,9 @@ class Scheduler:
             self.log(job, "restored after a restart")
 
     def _generate(self, job: Job) -> None:
-        gen = self.load_generator(list(job.argv), self.storage.data_dir(job.id))
+        files = self.storage.data_dir(job.id) / "files"  # the data file unpacked
+        files.mkdir(exist_ok=True)
+        gen = self.load_generator(list(job.argv), files)
         specs = gen.tasks()
         job.generator = gen
         job.tasks = [Task(spec.n if hasattr(spec, "n") else i, spec)
@@ -404,6 +409,18 @@ class Scheduler:
                 raise OwenError(f"job {job.id}: unknown ctl message {verb[:40]!r}; use one "
                                 f"of {CTL_USAGE}")
             handler(self, job, args)
+        self.changed()
+
+    def describe(self, job: Job, text: str, who: Who) -> None:
+        """Set the job's description (its owner or an admin)."""
+        if who.identity != job.owner and not who.admin:
+            raise PermissionDenied(f"job {job.id}: permission denied; it belongs to "
+                                   f"{job.owner}")
+        if len(text) > 4096:
+            raise OwenError(f"job {job.id}: a description is at most 4096 characters")
+        job.description = " ".join(text.split())
+        job.version += 1
+        self.save(job)
         self.changed()
 
     def _move(self, job: Job, event: str) -> None:
@@ -653,31 +670,37 @@ class Scheduler:
         self.serial += 1
         waiter = Waiter(self.serial, node)
         node.waiting += 1
-        self.waiters.append(waiter)
-        self._match(waiter)
+        if not self._match(waiter):
+            self.waiters.append(waiter)
         return waiter
 
     def withdraw(self, waiter: Waiter) -> None:
         """The slot went away before or without starting its attempt."""
         if not waiter.gone:
             waiter.gone = True
-            waiter.node.waiting -= 1
+            if waiter.attempt is None:
+                waiter.node.waiting -= 1
         if waiter.attempt is not None and waiter.attempt.state == OFFERED:
             self._end(waiter.attempt, "close")
 
+    def has_work(self, job: Job) -> bool:
+        """Whether some node might be given a task of job now."""
+        return bool(job.retry or any(job.fresh.values()) or any(
+            len(job.tasks[n].active) < self.rules.copies for n in job.running))
+
     def dispatch(self) -> None:
         """Give every waiter that can have work its attempt, in arrival order."""
-        if not self.waiters:
+        if not self.waiters or not any(self.has_work(j) for j in self.queue()):
             return
         keep = deque()
         for waiter in self.waiters:
             if waiter.gone or waiter.attempt is not None:
                 continue
-            if not self._match(waiter, queued=True):
+            if not self._match(waiter):
                 keep.append(waiter)
         self.waiters = keep
 
-    def _match(self, waiter: Waiter, queued: bool = False) -> bool:
+    def _match(self, waiter: Waiter) -> bool:
         if waiter.gone or waiter.attempt is not None:
             return True
         node = waiter.node
@@ -689,8 +712,6 @@ class Scheduler:
             task = self._take(job, node)
             if task is not None:
                 self._assign(waiter, job, task)
-                if not queued:
-                    self.waiters.remove(waiter)
                 return True
         return False
 
@@ -713,8 +734,9 @@ class Scheduler:
         if job.retry or any(job.fresh.values()):
             return None
         best = None
-        for task in job.tasks:  # a speculative copy of a running task
-            if (task.state == RUNNING and len(task.active) < self.rules.copies
+        for n in job.running:  # a speculative copy of a running task
+            task = job.tasks[n]
+            if (len(task.active) < self.rules.copies and len(task.active) < self.rules.copies
                     and task.jobtype in types and node.last != (job.id, task.n)
                     and not any(a.node is node for a in task.active)):
                 key = (len(task.active), min(a.started for a in task.active))
@@ -730,6 +752,7 @@ class Scheduler:
         attempt = Attempt(self.serial, job, task, node, started=now, deadline=now + deadline)
         task.state = step(TASK, task.state, "assign", f"task {task.taskid(job)}")
         task.active.append(attempt)
+        job.running.add(task.n)
         node.attempts[f"#{attempt.serial}"] = attempt
         node.last = (job.id, task.n)
         node.waiting -= 1
@@ -781,6 +804,13 @@ class Scheduler:
             self.dispatch()
             self.changed()
 
+    def disconnect_attempt(self, attempt: Attempt) -> None:
+        """The attempt's session went away before a result: its connection may have."""
+        if attempt.state in ACTIVE:
+            self._end(attempt, "lost", why="its worker's session was lost")
+            self.dispatch()
+            self.changed()
+
     def reconnect(self, node: Node, taskid: str, worker_id: str, ok: bool, output: bytes,
                   why: str = "") -> str:
         """A result handed in after a lost connection (or a scheduler restart)."""
@@ -819,7 +849,12 @@ class Scheduler:
         if before == OFFERED:
             self._settle(attempt, "stop")
         elif before == RUNNING:
-            attempt.node.stops.append(attempt.worker_id)
+            self.tell_stop(attempt)
+
+    def tell_stop(self, attempt: Attempt) -> None:
+        """Queue the attempt's worker id for its node's `stoptask` readers."""
+        attempt.node.stops.append(attempt.worker_id)
+        self.stopping.add(attempt.node)
 
     def _end(self, attempt: Attempt, event: str, output: bytes = b"", why: str = "") -> str:
         """Move an attempt on, and its task, node and job with it."""
@@ -849,7 +884,8 @@ class Scheduler:
                 outcome = "duplicate"
             else:
                 task.state = step(TASK, task.state, "good", f"task {task.taskid(job)}")
-                job.counts["totaltime"] += max(0.0, now - attempt.started)
+                task.took = max(0.0, now - attempt.started)
+                job.counts["totaltime"] += task.took
                 record = job.generator.record(task.n, output)
                 for other in list(task.active):
                     self._stop(other)
@@ -872,6 +908,8 @@ class Scheduler:
             self.storage.save_task(job.id, task.n, task.state, task.failures)
         elif state in (STOPPED, RETURNED):
             self._requeue(job, task, failed=False)
+        if task.state != RUNNING:
+            job.running.discard(task.n)
         job.version += 1
         self._node_state(node)
         self._maybe_finish(job)
@@ -911,7 +949,7 @@ class Scheduler:
             for task in job.tasks:
                 for attempt in list(task.active):
                     if attempt.state == RUNNING and now > attempt.deadline + self.rules.grace:
-                        attempt.node.stops.append(attempt.worker_id)
+                        self.tell_stop(attempt)
                         self._end(attempt, "overdue", why="it passed its deadline")
         for node in self.nodes.values():
             if node.state == "blacklisted" and node.blacklisted_until <= now:

@@ -48,11 +48,15 @@ class Description:
     env: tuple = ()        # (TAG, value)
     files: tuple = ()      # (name, bytes)
     input: bytes = b""
+    output: str = "data"   # or "bundle"
 
 
-def format_description(spec) -> bytes:
-    """The description of a TaskSpec (geryon.owen.generators), as records."""
+def format_description(spec, output: str = "data") -> bytes:
+    """The description of a TaskSpec (geryon.owen.generators), as records; output
+    "bundle" asks for a tar of the task's working directory as its result."""
     parts = [format_record(quote.join([spec.jobtype, *spec.args]).encode(), "task")]
+    if output != "data":
+        parts.append(format_record(output.encode(), "output"))
     if spec.env:
         parts.append(format_record("".join(quote.join([t, v]) + "\n"
                                            for t, v in spec.env).encode(), "env"))
@@ -68,7 +72,7 @@ class DescriptionReader:
 
     def __init__(self, max_bytes: int):
         self.reader = RecordReader(max_record=max_bytes, what="task description")
-        self.fields = {"task": None, "env": (), "files": [], "input": b""}
+        self.fields = {"task": None, "env": (), "files": [], "input": b"", "output": "data"}
         self.description: Description | None = None
 
     def feed(self, data: bytes) -> Description | None:
@@ -92,13 +96,15 @@ class DescriptionReader:
                 self.fields["files"].append((name[5:], data))
             elif name == "input":
                 self.fields["input"] = data
+            elif name == "output":
+                self.fields["output"] = text()
             elif name == "end":
                 if self.fields["task"] is None:
                     raise WireError("task description: it ended before its task record")
                 words = self.fields["task"]
                 self.description = Description(words[0], tuple(words[1:]),
                                                self.fields["env"], tuple(self.fields["files"]),
-                                               self.fields["input"])
+                                               self.fields["input"], self.fields["output"])
             else:
                 raise WireError(f"task description: unknown record {name[:40]!r}")
         except UnicodeDecodeError:

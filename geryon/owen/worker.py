@@ -1,0 +1,407 @@
+"""An Owen worker: dial out to the scheduler, say what this node is and can do, and run
+the tasks it is given, as many at once as it has task slots.
+
+Theory of operation.  The worker only dials out (it opens no port) and keeps dialling with
+Owen's backoff (1 s +-25%, x1.5, capped at 5 min: geryon.retry).  On each connection it
+writes `nodename` and `attrs`, hands in every result it could not hand in before (through
+`reconnect`), reads `stoptask`, and runs one fetcher per free slot: each holds an SFTP
+session of its own, opens `task` on it and waits for work (wire.py gives the exchange).
+A task runs in a process of its own, outside the connection's life: if the connection is
+lost meanwhile, the finished result is kept in `<root>/pending/` and handed in through
+`reconnect` once connected again, so finished work is never lost.
+
+A task is its type's script, `<root>/<type>.job` (POSIX sh), which defines `runtask` (its
+arguments are the task's; its standard input is the task's input) and optionally
+`submit` (prints the result; without it the file `result` is the result), `killtask`
+(run when the task is stopped) and `exclusive` (the task takes every slot).  Each attempt
+gets a fresh working directory, `$work`, holding the task's files; its stderr is kept in
+`<root>/log/`.  One shell runs it (the script's own commands aside, no other process is
+started), so a task costs what `xargs sh -c` costs.
+"""
+
+import asyncio
+import io
+import itertools
+import logging
+import os
+import platform
+import re
+import shutil
+import signal
+import tarfile
+from pathlib import Path
+
+from geryon import quote
+from geryon.config import Config
+from geryon.errors import GeryonError
+from geryon.ns.ca import Identity
+from geryon.ns.client import Client, RemoteFile
+from geryon.owen import wire
+from geryon.owen.records import format_record
+from geryon.retry import CONNECTION_ERRORS, Backoff, Reconnect
+
+log = logging.getLogger("geryon.owen")
+
+# Runs one attempt: the script is $0, the task's arguments follow.
+WRAPPER = r"""
+. "$0" || exit 125
+runtask "$@" || exit
+if command -v submit >/dev/null 2>&1; then submit >"$GERYON_RESULT" || exit; fi
+"""
+KILL = r""". "$0" && command -v killtask >/dev/null 2>&1 && killtask"""
+
+STDERR_KEPT = 200          # attempts' stderr files kept in <root>/log
+WHY_BYTES = 2000           # bytes of stderr sent back with a failure
+DESCRIPTION_BYTES = 256 << 20
+_ids = itertools.count(1)
+
+
+def owen_backoff() -> Backoff:
+    return Backoff(initial=1.0, factor=1.5, cap=300.0)
+
+
+def installed_types(root: Path) -> dict[str, bool]:
+    """Task type -> whether its script defines `exclusive`, for each <type>.job."""
+    out = {}
+    for path in sorted(root.glob("*.job")):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            out[path.stem] = bool(re.search(r"(?m)^\s*exclusive\s*\(\s*\)", text))
+    return out
+
+
+def host_attrs(root: Path, slots: int) -> dict[str, str]:
+    """What the scheduler is told about this node."""
+    attrs = {"os": platform.system().lower(), "cpu": platform.machine() or "unknown",
+             "ncpu": str(slots)}
+    try:
+        attrs["memory"] = str(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+        pass
+    try:
+        attrs["load"] = f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        pass
+    attrs["cachesize"] = str(shutil.disk_usage(root).free)
+    for i, jobtype in enumerate(installed_types(root)):
+        attrs[f"jobtype{i}"] = jobtype
+    return attrs
+
+
+class Attempt:
+    """One task being run here."""
+
+    def __init__(self, taskid: str, worker_id: str, deadline: int, desc: wire.Description,
+                 work: Path):
+        self.taskid, self.worker_id, self.deadline = taskid, worker_id, deadline
+        self.desc, self.work = desc, work
+        self.proc = None
+        self.stopped = False
+
+
+class Worker:
+    """A worker node: Worker(root, sched=...).run() until cancelled."""
+
+    def __init__(self, root: Path, *, sched: str = "", name: str = "", slots: int = 0,
+                 config: Config | None = None, identity: Identity | None = None,
+                 backoff: Backoff | None = None):
+        self.root = Path(root)
+        self.config = config or Config.load()
+        self.sched = sched
+        self.name = name or self.config.identity
+        self.slots = slots or os.cpu_count() or 1
+        self.identity = identity
+        self.free = asyncio.Semaphore(self.slots)
+        self.running: dict[str, Attempt] = {}
+        self.exclusive = asyncio.Lock()
+        self.shared = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.pending_dir = self.root / "pending"
+        self.handed = asyncio.Event()
+        self.loop = Reconnect(self._dial, self._serve, backoff=backoff or owen_backoff(),
+                              what="scheduler")
+        self.connections = 0
+
+    async def _dial(self) -> Client:
+        from geryon.owen.server import sched_address
+        address = await sched_address(self.config, self.sched)
+        return await Client.connect(address, self.identity,
+                                    keepalive=float(self.config.keepalive))
+
+    async def run(self) -> None:
+        """Work for ever (cancel to stop: running tasks are killed)."""
+        for sub in ("work", "log", "pending"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            await self.loop.run()
+        finally:
+            for attempt in list(self.running.values()):
+                await self._kill(attempt)
+
+    async def _serve(self, client: Client) -> None:
+        self.connections += 1
+        await client.write("/nodename", self.name)
+        await client.write("/attrs", "".join(quote.join([k, v]) + "\n" for k, v in
+                                             host_attrs(self.root, self.slots).items()))
+        await self._hand_in_pending(client)
+        self.loop.backoff.reset()
+        log.info("worker %s: connected to %s with %d slots", self.name, client.address,
+                 self.slots)
+        jobs = [asyncio.ensure_future(self._stoptask(client))]
+        jobs += [asyncio.ensure_future(self._fetch(client)) for _ in range(self.slots)]
+        jobs.append(asyncio.ensure_future(self._pending_loop(client)))
+        closed = asyncio.ensure_future(client.wait_closed())
+        try:
+            done, _ = await asyncio.wait([closed, *jobs], return_when=asyncio.FIRST_COMPLETED)
+            for job in done:
+                if job is not closed and job.exception() is not None:
+                    raise job.exception()
+        finally:
+            for job in [closed, *jobs]:
+                job.cancel()
+
+    # -- getting work --
+
+    async def _fetch(self, client: Client) -> None:
+        sftp = await client.session()
+        try:
+            while True:
+                await self.free.acquire()
+                try:
+                    attempt, f = await self._take(client, sftp)
+                except BaseException:
+                    self.free.release()
+                    raise
+                asyncio.ensure_future(self._run(attempt, f))
+        finally:
+            sftp.exit()
+
+    async def _take(self, client, sftp) -> tuple[Attempt, RemoteFile]:
+        try:
+            raw = await sftp.open("/task", "r+b", block_size=0)
+        except Exception as err:
+            from geryon.ns.client import explain
+            raise explain(err, f"{client.address}: open /task") from None
+        f = RemoteFile(raw, "/task", client.address)
+        header = await f.read()
+        if not header:
+            raise GeryonError("task: the scheduler ended the file before giving work")
+        taskid, deadline = wire.parse_header(header)
+        worker_id = f"{self.name}.{os.getpid()}.{next(_ids)}"
+        await f.write(worker_id)
+        reader = wire.DescriptionReader(DESCRIPTION_BYTES)
+        desc = None
+        while desc is None:
+            data = await f.read()
+            if not data:
+                raise GeryonError(f"task {taskid}: the description ended early")
+            desc = reader.feed(data)
+        work = self.root / "work" / worker_id
+        return Attempt(taskid, worker_id, deadline, desc, work), f
+
+    # -- running --
+
+    async def _run(self, attempt: Attempt, f: RemoteFile) -> None:
+        self.running[attempt.worker_id] = attempt
+        try:
+            exclusive = installed_types(self.root).get(attempt.desc.jobtype, False)
+            ok, data = await self._execute(attempt, exclusive)
+        except Exception as err:  # one bad task never kills the worker
+            log.exception("task %s failed to run", attempt.taskid)
+            ok, data = False, f"the worker could not run the task: {err}".encode()
+        finally:
+            self.running.pop(attempt.worker_id, None)
+            self.free.release()
+        record = wire.format_result(ok, data)
+        try:
+            for i in range(0, max(1, len(record)), 1 << 19):
+                await f.write(record[i:i + (1 << 19)])
+            await f.close()
+        except CONNECTION_ERRORS as err:
+            log.warning("task %s: could not hand the result in (%s); keeping it for "
+                        "reconnect", attempt.taskid, err)
+            self._keep(attempt, record)
+
+    async def _execute(self, attempt: Attempt, exclusive: bool) -> tuple[bool, bytes]:
+        desc = attempt.desc
+        script = self.root / f"{desc.jobtype}.job"
+        if not script.is_file():
+            return False, f"this worker has no {desc.jobtype}.job".encode()
+        work = attempt.work
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        for name, data in desc.files:
+            place(work, name, data)
+        (work / ".geryon-input").write_bytes(desc.input)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+        env.update({tag: value for tag, value in desc.env})
+        env.update(work=str(work), GERYON_RESULT=str(work / ".geryon-result"),
+                   GERYON_TASKID=attempt.taskid, GERYON_ROOT=str(self.root))
+        stderr_path = work / ".geryon-stderr"
+        if exclusive:
+            await self.exclusive.acquire()
+            while self.shared:
+                self.idle.clear()
+                await self.idle.wait()
+        else:
+            async with self.exclusive:
+                self.shared += 1
+        try:
+            with open(work / ".geryon-input", "rb") as stdin, \
+                    open(stderr_path, "wb") as stderr:
+                attempt.proc = await asyncio.create_subprocess_exec(
+                    "sh", "-c", WRAPPER, str(script), *desc.args, stdin=stdin,
+                    stdout=stderr, stderr=stderr, cwd=work, env=env,
+                    start_new_session=True)
+            try:
+                status = await asyncio.wait_for(attempt.proc.wait(), attempt.deadline)
+            except asyncio.TimeoutError:
+                await self._kill(attempt)
+                return False, b"the task passed its deadline and was killed\n" + \
+                    tail(stderr_path)
+        finally:
+            if exclusive:
+                self.exclusive.release()
+            else:
+                self.shared -= 1
+                if not self.shared:
+                    self.idle.set()
+        kept = self._keep_stderr(attempt, stderr_path)
+        if attempt.stopped:
+            return False, b"stopped by the scheduler\n"
+        if status != 0:
+            return False, (f"runtask exited with status {status} (stderr kept in {kept})\n"
+                           .encode() + tail(stderr_path))
+        if desc.output == "bundle":
+            data = bundle(work)
+        else:
+            result = work / ".geryon-result"
+            if not result.exists():
+                result = work / "result"
+            data = result.read_bytes() if result.is_file() else b""
+        shutil.rmtree(work, ignore_errors=True)
+        return True, data
+
+    def _keep_stderr(self, attempt: Attempt, path: Path) -> Path:
+        logs = self.root / "log"
+        kept = logs / f"{attempt.taskid}.{attempt.worker_id}.stderr".replace("/", "_")
+        try:
+            shutil.copyfile(path, kept)
+            old = sorted(logs.glob("*.stderr"), key=lambda p: p.stat().st_mtime)
+            for p in old[:-STDERR_KEPT]:
+                p.unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("keeping stderr of %s: %s", attempt.taskid, err)
+        return kept
+
+    async def _kill(self, attempt: Attempt) -> None:
+        proc = attempt.proc
+        if proc is None or proc.returncode is not None:
+            return
+        script = self.root / f"{attempt.desc.jobtype}.job"
+        try:
+            killer = await asyncio.create_subprocess_exec(
+                "sh", "-c", KILL, str(script), cwd=attempt.work,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.wait_for(killer.wait(), 10)
+        except (OSError, asyncio.TimeoutError) as err:
+            log.warning("killtask for %s: %s", attempt.taskid, err)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                await asyncio.wait_for(proc.wait(), 2)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+    async def _stoptask(self, client: Client) -> None:
+        f = await client.open("/stoptask", "r", wait=True)
+        try:
+            while True:
+                data = await f.read()
+                if not data:
+                    return
+                for worker_id in data.decode(errors="replace").split():
+                    attempt = self.running.get(worker_id)
+                    if attempt is not None:
+                        log.info("stopping %s as the scheduler asks", attempt.taskid)
+                        attempt.stopped = True
+                        await self._kill(attempt)
+        finally:
+            await f.close()
+
+    # -- results kept across connections --
+
+    def _keep(self, attempt: Attempt, record: bytes) -> None:
+        self.pending_dir.mkdir(parents=True, exist_ok=True)
+        body = format_record(f"{attempt.taskid} {attempt.worker_id}".encode(), "task") + record
+        tmp = self.pending_dir / f".{attempt.worker_id}.tmp"
+        tmp.write_bytes(body)
+        os.replace(tmp, self.pending_dir / f"{attempt.worker_id}.rec")
+        self.handed.set()
+
+    async def _pending_loop(self, client: Client) -> None:
+        while True:
+            await self.handed.wait()
+            self.handed.clear()
+            await self._hand_in_pending(client)
+
+    async def _hand_in_pending(self, client: Client) -> None:
+        from geryon.ns.client import RemoteError
+        for path in sorted(self.pending_dir.glob("*.rec")):
+            body = path.read_bytes()
+            f = await client.open("/reconnect", "r+")
+            try:
+                for i in range(0, len(body), 1 << 19):
+                    await f.write(body[i:i + (1 << 19)])
+                f.offset = 0
+                outcome = (await f.read()).decode(errors="replace").strip()
+            except RemoteError as err:
+                if client.conn.is_closed():
+                    raise
+                outcome = f"refused: {err}"   # a job deleted meanwhile, say: drop it
+            finally:
+                await f.close()
+            log.info("handed in %s through reconnect: %s", path.name, outcome)
+            path.unlink()
+
+
+def place(work: Path, name: str, data: bytes) -> None:
+    """Put a task's file in its working directory (a name ending in / is a tar to unpack)."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise GeryonError(f"task file {name!r} is not a name inside the working directory")
+    target = work.joinpath(*parts)
+    if name.endswith("/"):
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(target, filter="data")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def bundle(work: Path) -> bytes:
+    """An uncompressed tar of the working directory (our own files left out)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path in sorted(work.rglob("*")):
+            rel = path.relative_to(work)
+            if rel.parts[0].startswith(".geryon-"):
+                continue
+            tar.add(path, arcname=str(rel), recursive=False)
+    return out.getvalue()
+
+
+def tail(path: Path, size: int = WHY_BYTES) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read()
+    except OSError:
+        return b""
+
