@@ -94,7 +94,7 @@ class LoadReport:
 
 
 async def files_on(chunks, identity, keepalive) -> set:
-    """(path, size, mtime) of every file on the given live chunks (Services)."""
+    """(path, size, mtime) of every file on the chunks of (NamedDisk, live chunk) pairs."""
     async def one(chunk) -> set:
         async with await Client.connect(chunk.name, identity, keepalive=keepalive) as disk:
             return {(path, attrs.size, attrs.mtime) async for path, directory, attrs
