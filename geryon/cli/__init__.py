@@ -31,6 +31,9 @@ COMMANDS = {
     "get": ("disks", "get", "Copy files (or a whole disk) from a disk to here."),
     "ndb": ("ndb", "ndb", "Query ndb (attrdb) files such as ndb/cluster."),
     "demo": ("demo", "demo", "Start a whole cluster on this machine and show it working."),
+    "sched": ("owen", "sched", "Serve Owen's scheduler, the labour exchange."),
+    "worker": ("owen", "worker", "Work for an Owen scheduler: pull tasks and run them."),
+    "owen": ("owen", "owen", "Post Owen jobs and follow them: start, wait, jobs, why..."),
     "rcpu": ("rcpu", "rcpu", "Run a command block on a cpu with disks at /n: rcpu '{ls /n}'"),
 }
 

@@ -56,6 +56,20 @@ DESCRIPTION_BYTES = 256 << 20
 _ids = itertools.count(1)
 
 
+LIBRARY = Path(__file__).parent / "scripts"   # the task scripts shipped with Geryon
+
+
+def install_script(jobtype: str, root: Path) -> Path:
+    """Copy the library's <jobtype>.job into a worker's root (enabling that type)."""
+    source = LIBRARY / f"{jobtype}.job"
+    if not source.is_file() or "/" in jobtype:
+        have = ", ".join(sorted(p.stem for p in LIBRARY.glob("*.job")))
+        raise GeryonError(f"no task script {jobtype}.job in the library; it has {have}")
+    target = Path(root) / source.name
+    shutil.copyfile(source, target)
+    return target
+
+
 def owen_backoff() -> Backoff:
     return Backoff(initial=1.0, factor=1.5, cap=300.0)
 
