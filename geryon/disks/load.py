@@ -27,51 +27,19 @@ from pathlib import Path
 
 from geryon.chunkfs.chunk import Chunk
 from geryon.chunkfs.errors import ChunkFull
-from geryon.disks.cluster import named_disks, services
+from geryon.disks.cluster import Naming, named_disks, services
 from geryon.disks.errors import DiskError, LoadError
 from geryon.disks.plan import Target, app_pattern, not_yet_loaded, plan_load
 from geryon.disks.refresh import Refresher
 from geryon.disks.remote import run, walk
 from geryon.disks.sources import Item, check_sizes, prepare
 from geryon.errors import GeryonError
-from geryon.ndb import Entry, format_entry
 from geryon.ndb.database import Database
 from geryon.ns.client import Client
 
 DEFAULT_LOAD_LEVEL = 1  # zstd -1: fast, as `tar | zstd -1`; higher levels fit more per disk
 BATCH = 256  # files a worker reads and compresses at a time
 AHEAD = 4  # batches handed out ahead of the packing
-
-
-class Naming:
-    """Appends disk entries to the ndb file (made if need be), durably, and takes back the
-    last one appended while nothing else has been written after it."""
-
-    def __init__(self, ndb_path: Path):
-        self.path = Path(ndb_path)
-
-    def name(self, target: Target) -> tuple[int, int]:
-        """Append the target's entry; return the span it took, for take_back."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            start = f.tell()
-            f.write(("\n" if start else "") + format_entry(Entry(
-                [[("name", target.name), ("kfs", "")],
-                 [("master", f"{target.host}!{target.chunk}")]])))
-            f.flush()
-            os.fsync(f.fileno())
-            return start, f.tell()
-
-    def take_back(self, span: tuple[int, int]) -> bool:
-        """Remove an entry name() appended, if the file still ends with it."""
-        start, end = span
-        with open(self.path, "r+") as f:
-            if os.fstat(f.fileno()).st_size != end:
-                return False  # someone wrote after it: leave the file alone
-            f.truncate(start)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
 
 
 @dataclass

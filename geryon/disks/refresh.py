@@ -11,13 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geryon import quote
-from geryon.disks.cluster import services
+from geryon.disks.cluster import Naming, named_disks, services
 from geryon.disks.errors import RefreshError
-from geryon.disks.names import disks_of, unserved
-from geryon.disks.plan import Action, plan
+from geryon.disks.names import unserved
+from geryon.disks.plan import Action, cpu_disks_to_name, plan
 from geryon.errors import GeryonError
 from geryon.ndb.database import Database
+from geryon.registry.lines import format_pairs, format_service
 from geryon.retry import Grace, Reconnect
 
 log = logging.getLogger("geryon.refresh")
@@ -42,12 +42,21 @@ class Refresher:
         self.db = Database(ndb_path)
 
     async def refresh(self, remove: bool = True) -> Refreshed:
-        """Bring the registry in line once; return what was done."""
-        if not Path(self.db.path).exists():
+        """Bring the registry in line once; return what was done.  Output chunks of cpu
+        nodes that the ndb file does not name yet are named dN.cpu in it first."""
+        now = await services(self.client)
+        disks = named_disks(self.db)
+        new = cpu_disks_to_name(disks, now)
+        if new:
+            naming = Naming(self.db.path)
+            for target in new:
+                naming.name(target)
+                log.info("named %s (%s!%s) in %s", target.name, target.host, target.chunk,
+                         self.db.path)
+            disks = named_disks(self.db)
+        elif not Path(self.db.path).exists():
             raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or give "
                                "--ndb FILE")
-        disks = disks_of(self.db.entries())
-        now = await services(self.client)
         done = Refreshed(plan(disks, now, remove), unserved(disks, now))
         failed = []
         for action in done.actions:
@@ -60,13 +69,12 @@ class Refresher:
         return done
 
     async def apply(self, action: Action) -> None:
-        line = quote.join(w for kv in action.attrs for w in kv)
         if action.op in ("remove", "replace"):
             await self.client.remove(f"/{action.name}")
         if action.op in ("add", "replace"):
-            await self.client.write("/new", f"{quote.quote(action.name)} {line}")
+            await self.client.write("/new", format_service(action.name, dict(action.attrs)))
         elif action.op == "update":
-            await self.client.write(f"/{action.name}", line)
+            await self.client.write(f"/{action.name}", format_pairs(action.attrs))
         log.info("%s", action)
 
     async def watch(self, interval: float = 0.5, on_done=None, grace: float = GRACE,
