@@ -1,0 +1,256 @@
+"""The pure core of idx, agg and intermediate: bytes in, bytes out, no I/O.
+
+Theory of operation.  The three tools sit in every map and reduce task, so they must never
+be a pipeline's bottleneck.  They take input in large blocks and do the per-byte work with
+C-speed bytes methods (translate, split, join, itertools.groupby); Python code runs once
+per distinct run of equal lines (agg) or once per line with a cache in front of the key
+and hash (intermediate), never once per character.  Blocks are cut only at a separator
+(`Pieces`), so a word or line is never split between blocks however long it is.
+
+Everything here works on bytes and accepts any bytes: invalid UTF-8 is data like any other.
+"Blanks" are the ASCII white-space bytes other than newline (space, tab, CR, VT, FF),
+the bytes that `bytes.split()` with no argument splits on.
+"""
+
+from itertools import groupby
+
+BLANKS = b" \t\r\v\f"
+
+# Lines are cached against their partition; the cache is emptied when it reaches this size
+# so that input with few repeats cannot grow it without bound (~40 MB at most).
+PARTITION_CACHE_LIMIT = 1 << 18
+
+
+class Pieces:
+    """Cuts a stream of chunks into blocks that end at a separator byte.
+
+    `feed` returns the complete pieces so far as one block without its last separator (so
+    b"" is one empty piece) or None when the chunk completed no piece; `finish` returns the
+    unfinished tail (or None).  A piece longer than any chunk is kept as a list of parts and
+    joined once, never copied again and again.
+    """
+
+    def __init__(self, sep: bytes = b"\n"):
+        self.sep = sep
+        self._tail: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        cut = chunk.rfind(self.sep)
+        if cut < 0:
+            if chunk:
+                self._tail.append(chunk)
+            return None
+        head = chunk[:cut]
+        if self._tail:
+            self._tail.append(head)
+            head = b"".join(self._tail)
+            self._tail = []
+        if cut + 1 < len(chunk):
+            self._tail.append(chunk[cut + 1:])
+        return head
+
+    def finish(self) -> bytes | None:
+        tail = b"".join(self._tail) if self._tail else None
+        self._tail = []
+        return tail
+
+
+# ---- idx -------------------------------------------------------------------------------
+
+def _word_table() -> bytes:
+    table = bytearray(b"\n" * 256)
+    for c in b"abcdefghijklmnopqrstuvwxyz0123456789_":
+        table[c] = c
+    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        table[c] = c + 32
+    return bytes(table)
+
+
+# A-Z to a-z, [a-z0-9_] kept, every other byte (all of 0x80-0xff included) a line break.
+WORD_TABLE = _word_table()
+
+
+def index_lines(words: list[bytes]) -> bytes:
+    """`word 1` lines, one per word, in order."""
+    if not words:
+        return b""
+    return b" 1\n".join(words) + b" 1\n"
+
+
+class Indexer:
+    """idx over a stream of chunks: `feed` and `finish` return `word 1` lines.
+
+    After the translation no dot is left, so REFERENCE.md's "strips trailing dots" has
+    nothing to act on (docs/mapreduce-tools.md says why that is the original's rule read
+    literally).  Runs of separators make empty lines, which `split()` drops.
+    """
+
+    def __init__(self):
+        self._pieces = Pieces(b"\n")
+
+    def feed(self, chunk: bytes) -> bytes:
+        block = self._pieces.feed(chunk.translate(WORD_TABLE))
+        return b"" if block is None else index_lines(block.split())
+
+    def finish(self) -> bytes:
+        tail = self._pieces.finish()
+        return b"" if tail is None else index_lines(tail.split())
+
+
+# ---- agg -------------------------------------------------------------------------------
+
+def parse_pair(line: bytes) -> tuple[bytes, bytes, int] | None:
+    """(key, key with its separator, count) of a `key count` line, or None if it is not one.
+
+    The count is the last blank-separated field, an optional sign and ASCII digits; the key
+    is everything before the blanks in front of it, spaces and tabs included, and must not
+    be empty.  Trailing blanks (a CR of CRLF text) are ignored.
+    """
+    text = line.rstrip(BLANKS)
+    fields = text.rsplit(None, 1)
+    if len(fields) != 2:
+        return None
+    count = fields[1]
+    digits = count[1:] if count[:1] in (b"+", b"-") else count
+    if not digits.isdigit():
+        return None
+    prefix = text[:len(text) - len(count)]
+    key = prefix.rstrip(BLANKS)
+    if not key:
+        return None
+    return key, prefix, int(count)
+
+
+class Aggregator:
+    """agg over blocks of lines: sums the counts of consecutive equal keys.
+
+    A group's output line is its key and separator as first seen, then the total.  A line
+    that is not `key count` is left out of the sums, counted in `bad`, and the first one is
+    kept (`first_bad`, as line number and line) for the report; it does not end a group.
+    """
+
+    def __init__(self):
+        self.lineno = 0
+        self.bad = 0
+        self.first_bad: tuple[int, bytes] | None = None
+        self._key: bytes | None = None
+        self._prefix = b""
+        self._total = 0
+
+    def feed(self, lines: list[bytes]) -> bytes:
+        out = []
+        for line, run in groupby(lines):
+            n = len(list(run))
+            pair = parse_pair(line)
+            if pair is None:
+                if self.first_bad is None:
+                    self.first_bad = (self.lineno + 1, line)
+                self.bad += n
+            else:
+                key, prefix, count = pair
+                if key == self._key:
+                    self._total += count * n
+                else:
+                    if self._key is not None:
+                        out.append(self._prefix + b"%d\n" % self._total)
+                    self._key, self._prefix, self._total = key, prefix, count * n
+            self.lineno += n
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._key is None:
+            return b""
+        last = self._prefix + b"%d\n" % self._total
+        self._key = None
+        return last
+
+
+# ---- intermediate ----------------------------------------------------------------------
+
+def hash65599(key: bytes) -> int:
+    """The original's hash: h = h*65599 + c over the key's characters (Unicode code points
+    of its UTF-8, an invalid byte counting as U+FFFD as Inferno's strings had it), 32 bits."""
+    chars = key if key.isascii() else [ord(c) for c in key.decode("utf-8", "replace")]
+    h = 0
+    for c in chars:
+        h = (h * 65599 + c) & 0xFFFFFFFF
+    return h
+
+
+def key_of(line: bytes) -> bytes | None:
+    """The partitioning key: the part before the first tab when the line has one (as Hadoop
+    Streaming does, even if empty), otherwise the first blank-separated field; None for a
+    line with neither (empty, or only blanks)."""
+    tab = line.find(b"\t")
+    if tab >= 0:
+        return line[:tab]
+    fields = line.split(None, 1)
+    return fields[0] if fields else None
+
+
+def _xxh3_placer(r: int):
+    from xxhash import xxh3_64_intdigest  # imported only when used: start-up time
+
+    def place(line: bytes) -> int:
+        key = key_of(line)
+        return -1 if key is None else xxh3_64_intdigest(key) % r
+    return place
+
+
+def _65599_placer(r: int):
+    def place(line: bytes) -> int:
+        fields = line.split()
+        return (hash65599(fields[0]) & 0x7FFFFFFF) % r if len(fields) == 2 else -1
+    return place
+
+
+# hash name -> (R -> the function from a line to its partition, -1 for none)
+HASHES = {"xxh3": _xxh3_placer, "65599": _65599_placer}
+
+
+class Partitioner:
+    """intermediate over blocks of lines: which of R partitions each line goes to.
+
+    `split` returns, per partition, the block's lines that go there, in input order.  A line
+    that goes nowhere (no key; with `65599`, not exactly two fields) is counted in `left_out`
+    and the first one kept (`first_left_out`) for the report.
+    """
+
+    def __init__(self, partitions: int, hash_name: str = "xxh3"):
+        if hash_name not in HASHES:
+            raise ValueError(f"unknown hash {hash_name!r}; the hashes are "
+                             f"{', '.join(HASHES)}")
+        if partitions < 1:
+            raise ValueError(f"R must be at least 1, not {partitions}")
+        self.partitions = partitions
+        self.hash_name = hash_name
+        self._place = HASHES[hash_name](partitions)
+        self._cache: dict[bytes, int] = {}
+        self.lineno = 0
+        self.left_out = 0
+        self.first_left_out: tuple[int, bytes] | None = None
+
+    def split(self, lines: list[bytes]) -> list[list[bytes]]:
+        r = self.partitions
+        buckets: list[list[bytes]] = [[] for _ in range(r)]
+        appends = [bucket.append for bucket in buckets]
+        cache = self._cache
+        get = cache.get
+        place = self._place
+        left_out = 0
+        for line in lines:
+            p = get(line)
+            if p is None:
+                p = place(line)
+                if len(cache) >= PARTITION_CACHE_LIMIT:
+                    cache.clear()
+                cache[line] = p
+            if p >= 0:
+                appends[p](line)
+            else:
+                if self.first_left_out is None:
+                    self.first_left_out = (self.lineno + lines.index(line) + 1, line)
+                left_out += 1
+        self.left_out += left_out
+        self.lineno += len(lines)
+        return buckets
