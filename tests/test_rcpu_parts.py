@@ -211,3 +211,9 @@ def test_the_turn_goes_round_across_calls(tmp_path):
     assert [next_turn(3, path) for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
     path.write_text("garbage")
     assert next_turn(3, path) == 0
+
+
+def test_a_disk_may_be_named_by_its_path_in_a_block():
+    from geryon.rcpu.block import disk_name
+    assert disk_name("/n/d0.cpu") == "d0.cpu" and disk_name("d0.mbox") == "d0.mbox"
+    assert disk_name("/n/d1.cpu/") == "d1.cpu"

@@ -23,6 +23,7 @@ from geryon.retry import Grace, Reconnect
 log = logging.getLogger("geryon.refresh")
 
 GRACE = 3.0  # seconds after dialling the registry before refresh --watch removes entries
+ROUNDS = 3  # plans tried when another refresher's changes make actions fail
 
 
 @dataclass
@@ -43,30 +44,42 @@ class Refresher:
 
     async def refresh(self, remove: bool = True) -> Refreshed:
         """Bring the registry in line once; return what was done.  Output chunks of cpu
-        nodes that the ndb file does not name yet are named dN.cpu in it first."""
-        now = await services(self.client)
+        nodes that the ndb file does not name yet are named dN.cpu in it first.
+
+        Another refresher (a `refresh --watch` beside a `load`) may make the same change
+        first, so an action that fails is planned again from what the registry then
+        holds, a few times, before refresh gives up saying which disks it could not set."""
+        done = Refreshed()
+        for _ in range(ROUNDS):
+            now = await services(self.client)
+            disks = self._named(now)
+            done.unserved = unserved(disks, now)
+            failed = []
+            for action in plan(disks, now, remove):
+                try:
+                    await self.apply(action)
+                    done.actions.append(action)
+                except GeryonError as err:
+                    failed.append(f"disk {action.name}: {err}")
+            if not failed:
+                return done
+        raise RefreshError("; ".join(failed))
+
+    def _named(self, now) -> list:
+        """The ndb file's disks, after naming the cpu disks it lacks."""
         disks = named_disks(self.db)
         new = cpu_disks_to_name(disks, now)
-        if new:
-            naming = Naming(self.db.path)
-            for target in new:
-                naming.name(target)
-                log.info("named %s (%s!%s) in %s", target.name, target.host, target.chunk,
-                         self.db.path)
-            disks = named_disks(self.db)
-        elif not Path(self.db.path).exists():
-            raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or give "
-                               "--ndb FILE")
-        done = Refreshed(plan(disks, now, remove), unserved(disks, now))
-        failed = []
-        for action in done.actions:
-            try:
-                await self.apply(action)
-            except GeryonError as err:
-                failed.append(f"disk {action.name}: {err}")
-        if failed:
-            raise RefreshError("; ".join(failed))
-        return done
+        if not new:
+            if not Path(self.db.path).exists():
+                raise RefreshError(f"ndb file {self.db.path} does not exist; make it, or "
+                                   "give --ndb FILE")
+            return disks
+        naming = Naming(self.db.path)
+        for target in new:
+            naming.name(target)
+            log.info("named %s (%s!%s) in %s", target.name, target.host, target.chunk,
+                     self.db.path)
+        return named_disks(self.db)
 
     async def apply(self, action: Action) -> None:
         if action.op in ("remove", "replace"):

@@ -33,6 +33,13 @@ def normalise(text: str) -> str:
     return body
 
 
+def disk_name(word: str) -> str:
+    """A disk named as rcpu takes it: `d0.mbox`, or its path in a block's name space,
+    `/n/d0.mbox` (what $cpudisk holds), so that a block's output disk can be handed on."""
+    prefix = "/n/"
+    return word[len(prefix):].rstrip("/") if word.startswith(prefix) else word
+
+
 @dataclass(frozen=True)
 class BlockRequest:
     """What a cpu is asked to run: the block, the disks it names, its output disk."""

@@ -22,7 +22,7 @@ from geryon.config import Config, home
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteError
-from geryon.rcpu.block import BlockRequest, normalise
+from geryon.rcpu.block import BlockRequest, disk_name, normalise
 from geryon.registry.client import dial_registry, query
 from geryon.registry.core import Service
 
@@ -130,10 +130,11 @@ class Rcpu:
         """Run a block on the next cpu with the disks; stream its output to stdout and
         stderr (binary file objects) or capture it when they are None."""
         text = normalise(block)
+        disks = tuple(disk_name(d) for d in disks)
         tried = []
         for service in await self.order(cpu):
             host = service.attrs.get("host", "")
-            disk = out or await self.finddisk(host, disks)
+            disk = disk_name(out) if out else await self.finddisk(host, disks)
             request = BlockRequest(text, tuple(disks), disk)
             try:
                 client = await Client.connect(service.name, self.identity,
