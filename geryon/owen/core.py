@@ -202,6 +202,7 @@ class Job:
     counts: dict = field(default_factory=lambda: {c: 0 for c in COUNTERS})
     log: deque = field(default_factory=deque)
     version: int = 0                 # bumped on every change a monitor shows
+    last_failure: str = ""
 
     def record(self) -> JobRecord:
         return JobRecord(self.id, self.owner, self.uniq, self.state, self.priority,
@@ -903,6 +904,7 @@ class Scheduler:
                     node.blacklisted_until = now + self.rules.parole
                     self.log(job, f"node {node.name} blacklisted after {node.in_row} "
                              "failures in a row")
+            job.last_failure = f"task {task.n} on {node.name}: {task.why}"
             self.log(job, f"task {task.n} failed on {node.name}: {task.why}")
             self._requeue(job, task, failed=True)
             self.storage.save_task(job.id, task.n, task.state, task.failures)
@@ -979,10 +981,8 @@ class Scheduler:
                              f"the last: {task.why}")
                 break
         else:
-            failed = [t for t in job.tasks if t.why]
-            if failed:
-                last = failed[-1]
-                lines.append(f"task {last.n} last failed: {last.why}")
+            if job.last_failure:
+                lines.append(f"The last failure: {job.last_failure}")
         return "\n".join(lines) + "\n"
 
     def _why_waiting(self, job: Job, jobtype: str) -> str:

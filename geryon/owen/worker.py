@@ -178,6 +178,8 @@ class Worker:
     # -- getting work --
 
     async def _fetch(self, client: Client) -> None:
+        """One slot: take a task, run it, hand its result in, again.  The run outlives
+        the connection: if the connection goes meanwhile, its result is kept."""
         sftp = await client.session()
         try:
             while True:
@@ -187,7 +189,14 @@ class Worker:
                 except BaseException:
                     self.free.release()
                     raise
-                asyncio.ensure_future(self._run(attempt, f))
+                run = asyncio.ensure_future(self._run(attempt))
+                try:
+                    record = await asyncio.shield(run)
+                except asyncio.CancelledError:
+                    run.add_done_callback(lambda t, a=attempt: self._keep(a, t.result())
+                                          if not t.cancelled() else None)
+                    raise
+                await self._hand_in(attempt, f, record)
         finally:
             sftp.exit()
 
@@ -216,7 +225,8 @@ class Worker:
 
     # -- running --
 
-    async def _run(self, attempt: Attempt, f: RemoteFile) -> None:
+    async def _run(self, attempt: Attempt) -> bytes:
+        """Run the attempt; its result record.  Frees its slot when the task ends."""
         self.running[attempt.worker_id] = attempt
         try:
             exclusive = installed_types(self.root).get(attempt.desc.jobtype, False)
@@ -227,7 +237,9 @@ class Worker:
         finally:
             self.running.pop(attempt.worker_id, None)
             self.free.release()
-        record = wire.format_result(ok, data)
+        return wire.format_result(ok, data)
+
+    async def _hand_in(self, attempt: Attempt, f: RemoteFile, record: bytes) -> None:
         try:
             for i in range(0, max(1, len(record)), 1 << 19):
                 await f.write(record[i:i + (1 << 19)])
@@ -236,6 +248,7 @@ class Worker:
             log.warning("task %s: could not hand the result in (%s); keeping it for "
                         "reconnect", attempt.taskid, err)
             self._keep(attempt, record)
+            raise
 
     async def _execute(self, attempt: Attempt, exclusive: bool) -> tuple[bool, bytes]:
         desc = attempt.desc
