@@ -150,24 +150,18 @@ def ssh_options(home: Path) -> list[str]:
             "-o", f"CertificateFile={home / 'id_ed25519-cert.pub'}"]
 
 
-def start_node(home: Path, registry: str, chunks: Path, name: str, new_chunks: int = 0,
-               chunk_size: str = "1M", prefix=(), expect: int | None = None) -> Process:
-    """A `geryon node` serving the chunks in a directory; returns once they are registered."""
-    args = ["node", "-R", registry, "--chunks", str(chunks), "--name", name]
+def start_node(home: Path, registry: str, chunks: Path | None, name: str, new_chunks: int = 0,
+               chunk_size: str = "1M", prefix=(), extra=()) -> Process:
+    """A `geryon node` (chunks in a directory, and whatever `extra` asks, such as --cpu);
+    returns once its ready file says every chunk and service is registered."""
+    args = ["node", "-R", registry, "--name", name, *extra]
+    if chunks is not None:
+        args += ["--chunks", str(chunks)]
     if new_chunks:
         args += ["--new-chunks", str(new_chunks), "--chunk-size", chunk_size]
-    proc = Process(home, args, prefix=prefix)
-    want = expect if expect is not None else new_chunks
-
-    def registered():
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"node {name} exited:\n{proc.output()}")
-        out = subprocess.run([*prefix, GERYON, "regquery", "-R", registry, "-n", "host", name,
-                              "resource", "kfs"], env=env_for(home), capture_output=True,
-                             text=True, timeout=30).stdout
-        return len(out.split()) >= want
-
-    wait_for(registered, 20, 0.2, what=f"node {name}'s chunks to register")
+    ready = home / f"node-{name}-{time.monotonic_ns()}.ready"
+    proc = Process(home, [*args, "--ready", str(ready)], ready, prefix=prefix)
+    proc.ready = ready
     return proc
 
 

@@ -174,7 +174,7 @@ def test_a_monitor_reading_a_file_whose_data_lies_gets_an_error_and_the_node_sta
     chunks.mkdir()
     (chunks / "chunk0").write_bytes(image_of(4 * MiB, [("lie", 4 * MiB - 64,
                                                         lying_frame(4 * MiB - 64, 2**17))]))
-    proc = start_node(home, registry.address, chunks, "node0", expect=1)
+    proc = start_node(home, registry.address, chunks, "node0")
     port = geryon(home, "regquery", "-R", registry.address, "-n", "resource", "kfs",
                   check=True).stdout.strip().split("!")[2]
     monitor = member_home(home, tmp_path / "monitor", "watcher", "monitor")

@@ -52,7 +52,7 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
 
         # node1 comes back: what it was receiving is gone, its chunks are as they were
         ip("netns", "exec", net.switch, "tc", "qdisc", "del", "dev", "v1", "root")
-        nodes[1] = start_node(home, registry.address, chunks[1], "node1", expect=3,
+        nodes[1] = start_node(home, registry.address, chunks[1], "node1",
                               prefix=net.prefix(1))
         assert not list(chunks[1].glob(".chunk*.incoming"))
         assert run("ls", "d1.mbox").returncode == 1  # not registered until refreshed

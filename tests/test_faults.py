@@ -71,7 +71,7 @@ def test_a_node_killed_while_receiving_comes_back_with_the_chunk_as_it_was(
 
     asyncio.run(killed_midway())
     assert list(chunks.glob(".*incoming"))  # the half image is there ...
-    node = start_node(home, registry.address, chunks, "node0", expect=1)
+    node = start_node(home, registry.address, chunks, "node0")
     assert not list(chunks.glob(".*incoming"))  # ... and is cleared away at start
     with Chunk.open(chunks / "chunk0", readonly=True) as chunk:
         assert chunk.walk() == [] and chunk.repair is None

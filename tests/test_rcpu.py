@@ -1,0 +1,159 @@
+"""rcpu on a loopback cluster of two cpu nodes: exact streams and statuses, what is kept,
+Ctrl-C, the cache, OpenSSH as a client, and roles.  (Across hosts: test_rcpu_netns.py.)"""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from support import (BIN, GERYON, env_for, make_corpus, make_home, member_home, ssh_options,
+                     start_node, start_registry, wait_for)
+
+RCPU = str(BIN / "rcpu")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rcpu")
+    home = make_home(base / "admin")
+    registry = start_registry(home)
+    env = env_for(home, GERYON_REGISTRY=registry.address, GERYON_NDB=base / "cluster")
+    nodes = [start_node(home, registry.address, base / f"chunks{i}", f"node{i}", 2, "64M",
+                        extra=("--cpu", "--state", str(base / f"state{i}"), "--cpu-chunks",
+                               "2", "--cpu-chunk-size", "4M")) for i in range(2)]
+    corpus = make_corpus(base / "corpus", files=40, words=200)
+    subprocess.run([GERYON, "load", "--app", "mbox", str(corpus)], env=env, check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([GERYON, "refresh"], env=env, check=True, capture_output=True, timeout=60)
+    yield {"home": home, "env": env, "corpus": corpus, "nodes": nodes, "base": base,
+           "registry": registry}
+    for node in nodes:
+        node.stop()
+    registry.stop()
+
+
+def rcpu(cluster, *args, input=None, timeout=60, env=None):
+    return subprocess.run([RCPU, *args], env=env or cluster["env"], input=input,
+                          capture_output=True, timeout=timeout)
+
+
+def regquery(cluster, *pairs) -> list[str]:
+    return subprocess.run([GERYON, "regquery", *pairs], env=cluster["env"], text=True,
+                          capture_output=True, check=True).stdout.splitlines()
+
+
+def test_a_block_lists_its_disk_and_sees_exactly_its_disks(cluster):
+    listed = rcpu(cluster, "{ls /n/d0.mbox/inbox/0}", "d0.mbox")
+    want = sorted(p.name for p in (cluster["corpus"] / "inbox" / "0").iterdir())
+    if listed.returncode == 1 and b"No such file" in listed.stderr:
+        pytest.fail(f"d0.mbox lacks inbox/0: {listed.stderr}")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.decode().split()) == want
+    seen = rcpu(cluster, "<ls /n>", "d0.mbox").stdout.decode().split()
+    assert len(seen) == 2 and "d0.mbox" in seen and any(n.endswith(".cpu") for n in seen)
+
+
+@pytest.mark.parametrize("block, status", [("true", 0), ("exit 1", 1), ("exit 255", 255)])
+def test_exit_statuses_come_back_exactly(cluster, block, status):
+    assert rcpu(cluster, block).returncode == status
+
+
+def test_death_by_signal_is_reported_as_such(cluster):
+    killed = rcpu(cluster, "{kill -KILL $$}")
+    assert killed.returncode == 128 + signal.SIGKILL
+    assert b"killed by signal KILL" in killed.stderr
+
+
+def test_streams_are_byte_exact_and_separate(cluster):
+    binary = bytes(range(256)) * 3
+    done = rcpu(cluster, "{cat; printf 'no newline' >&2}", input=binary)
+    assert done.returncode == 0 and done.stdout == binary and done.stderr == b"no newline"
+
+
+def test_a_hundred_megabytes_of_output_arrive_whole(cluster):
+    remote = subprocess.run(f"{RCPU} '{{seq 1 13000000}}' | md5sum", shell=True,
+                            env=cluster["env"], capture_output=True, text=True, timeout=120)
+    local = subprocess.run("seq 1 13000000 | md5sum", shell=True, capture_output=True,
+                           text=True)
+    size = subprocess.run("seq 1 13000000 | wc -c", shell=True, capture_output=True, text=True)
+    assert int(size.stdout) > 100_000_000
+    assert remote.returncode == 0 and remote.stdout == local.stdout
+
+
+def test_only_a_block_that_exits_0_keeps_what_it_wrote(cluster):
+    disk = rcpu(cluster, "-c", "node0", "{echo $cpudisk; echo kept > $cpudisk/kept}")
+    assert disk.returncode == 0
+    out = disk.stdout.decode().strip()  # /n/dN.cpu
+    failed = rcpu(cluster, "-c", "node0", "--out", out,
+                  "{echo half > $cpudisk/failed; exit 1}")
+    killed = rcpu(cluster, "-c", "node0", "--out", out,
+                  "{head -c 1000000 /dev/zero > $cpudisk/partial; kill -9 $$}")
+    assert (failed.returncode, killed.returncode) == (1, 137)
+    seen = rcpu(cluster, "-c", "node1", "{ls /n/*}", out)
+    assert seen.returncode == 0, seen.stderr
+    assert "kept" in seen.stdout.decode().split()
+    assert "failed" not in seen.stdout.decode() and "partial" not in seen.stdout.decode()
+
+
+def test_a_block_whose_rcpu_is_killed_leaves_nothing_behind(cluster):
+    marker = f"geryon-ctrl-c-{os.getpid()}"
+    proc = subprocess.Popen([RCPU, "-c", "node1",
+                             f"{{echo started; echo x > $cpudisk/{marker}; "
+                             f"exec -a {marker} sleep 1000}}", "d0.mbox"],
+                            env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"started\n"
+    wait_for(lambda: subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout,
+             10, what="the block's sleep to start")
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert proc.wait(20) == 130
+    wait_for(lambda: not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout,
+             10, what="the block's processes to go")
+    later = rcpu(cluster, "-c", "node0", f"{{ls /n/*/{marker} 2>&1; true}}", "d0.cpu", "d2.cpu")
+    assert b"No such file" in later.stdout
+
+
+def test_a_disk_is_fetched_once_then_served_from_the_cache(cluster):
+    def counters(node):
+        line = regquery(cluster, "svc", "rstyx", "host", node)[0].split()
+        attrs = dict(zip(line[1::2], line[2::2]))
+        return int(attrs["cachefills"]), int(attrs["cachehits"])
+
+    first = rcpu(cluster, "-c", "node1", "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
+    assert first.returncode == 0, first.stderr
+    wait_for(lambda: counters("node1")[0] >= 1, 10, what="the fill to be counted")
+    fills, hits = counters("node1")
+    again = rcpu(cluster, "-c", "node1", "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
+    assert again.stdout == first.stdout
+    wait_for(lambda: counters("node1")[1] > hits, 10, what="the hit to be counted")
+    assert counters("node1")[0] == fills  # the second block fetched nothing
+
+
+def test_openssh_runs_a_block_and_a_monitor_is_refused(cluster):
+    home = cluster["home"]
+    cpu = regquery(cluster, "svc", "rstyx", "host", "node0")[0].split()[0]
+    port = cpu.split("!")[2]
+    base = ["ssh", *ssh_options(home), "-p", port, "admin-1@127.0.0.1"]
+    ran = subprocess.run([*base, "block d0.mbox -- 'ls /n; echo $((6*7))'"],
+                         capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    assert "d0.mbox" in ran.stdout and "42" in ran.stdout
+    monitor = member_home(home, cluster["base"] / "monitor", "watcher", "monitor")
+    refused = subprocess.run(["ssh", *ssh_options(monitor), "-p", port, "watcher@127.0.0.1",
+                              "block -- 'touch /tmp/owned'"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "needs role submit or admin" in refused.stderr
+
+
+def test_round_robin_visits_every_cpu_in_turn(cluster):
+    seen = []
+    for _ in range(4):
+        done = rcpu(cluster, "-v", "{true}")
+        seen.append(done.stderr.decode().split()[2])
+    assert seen[0] != seen[1] and seen[0] == seen[2] and seen[1] == seen[3]
+
+
+def test_a_block_that_fails_to_start_says_why(cluster):
+    missing = rcpu(cluster, "{ls}", "d9.mbox")
+    assert missing.returncode == 1 and b"d9.mbox is not in the registry" in missing.stderr
+    assert rcpu(cluster, "{}").returncode == 1
