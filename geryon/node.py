@@ -225,7 +225,7 @@ class Node:
                               cache_dir=settings.cache_dir or default_cache_dir(self.name),
                               cache_limit=settings.cache_limit,
                               rc_files=(self.identity.directory / "gridrc.sh",))
-        self.cpu_server = Server(None, self.identity, keepalive=self.keepalive,
+        self.cpu_server = Server(self.cpu.tree(), self.identity, keepalive=self.keepalive,
                                  commands=self.cpu.commands)
         await self.cpu_server.start(f"tcp!{host}!0")
         self.cpu_name = f"tcp!{self._named(host)}!{self.cpu_server.port}"

@@ -157,3 +157,48 @@ def test_a_block_that_fails_to_start_says_why(cluster):
     missing = rcpu(cluster, "{ls}", "d9.mbox")
     assert missing.returncode == 1 and b"d9.mbox is not in the registry" in missing.stderr
     assert rcpu(cluster, "{}").returncode == 1
+
+
+def test_shipped_files_appear_under_n_client_only_for_that_block(cluster, tmp_path):
+    script = tmp_path / "count.sh"
+    script.write_text("#!/bin/sh\nwc -l < \"$1\"\n")
+    script.chmod(0o755)
+    data = tmp_path / "lines.txt"
+    data.write_text("a\nb\nc\n")
+    done = rcpu(cluster, "--ship", str(script), "--ship", str(data),
+                "{ls /n/client; /n/client/count.sh /n/client/lines.txt; ls /n}")
+    assert done.returncode == 0, done.stderr
+    words = done.stdout.decode().split()
+    assert words[:3] == ["count.sh", "lines.txt", "3"] and "client" in words[3:]
+    plain = rcpu(cluster, "{ls /n}").stdout.decode().split()
+    assert "client" not in plain
+
+
+def test_a_monitor_cannot_ship_and_shipments_are_private(cluster):
+    import asyncio
+
+    import asyncssh
+
+    from geryon.ns.ca import Identity
+    home = cluster["home"]
+    monitor = member_home(home, cluster["base"] / "monitor2", "watcher2", "monitor")
+    cpu = regquery(cluster, "svc", "rstyx", "host", "node0")[0].split()[0]
+    port = int(cpu.split("!")[2])
+
+    async def attempt():
+        conn = await asyncssh.connect("127.0.0.1", port, **Identity(monitor).client_options())
+        sftp = await conn.start_sftp_client()
+        with pytest.raises(asyncssh.SFTPError, match="permission denied"):
+            await sftp.open("/ship/x", "wb")
+        conn.close()
+        one = await asyncssh.connect("127.0.0.1", port, **Identity(home).client_options())
+        two = await asyncssh.connect("127.0.0.1", port, **Identity(home).client_options())
+        f = await (await one.start_sftp_client()).open("/ship/secret", "wb")
+        await f.write(b"mine")
+        await f.close()
+        seen = await (await two.start_sftp_client()).listdir("/ship")
+        one.close()
+        two.close()
+        return seen
+
+    assert "secret" not in asyncio.run(attempt())

@@ -126,16 +126,18 @@ class Rcpu:
         return next((d for d in disks if d not in inputs), "")
 
     async def run(self, block: str, disks=(), *, cpu: str = "", stdin=None, stdout=None,
-                  stderr=None, out: str = "", on_start=None) -> CompletedBlock:
+                  stderr=None, out: str = "", ship=(), on_start=None) -> CompletedBlock:
         """Run a block on the next cpu with the disks; stream its output to stdout and
-        stderr (binary file objects) or capture it when they are None."""
+        stderr (binary file objects) or capture it when they are None.  Files in `ship`
+        (local paths) appear to the block under /n/client."""
         text = normalise(block)
         disks = tuple(disk_name(d) for d in disks)
+        shipped = [(os.path.basename(p), read_shipped(p)) for p in ship]
         tried = []
         for service in await self.order(cpu):
             host = service.attrs.get("host", "")
             disk = disk_name(out) if out else await self.finddisk(host, disks)
-            request = BlockRequest(text, tuple(disks), disk)
+            request = BlockRequest(text, tuple(disks), disk, ship=bool(ship))
             try:
                 client = await Client.connect(service.name, self.identity,
                                               keepalive=float(self.config.keepalive))
@@ -145,9 +147,11 @@ class Rcpu:
                 continue
             try:
                 try:
+                    if shipped:
+                        await send_shipped(client, shipped)
                     process = await client.conn.create_process(request.command(),
                                                                encoding=None)
-                except (asyncssh.Error, OSError) as err:
+                except (asyncssh.Error, OSError, RemoteError) as err:
                     tried.append(f"{service.name}: {err}")
                     continue
                 if on_start:
@@ -189,6 +193,31 @@ class Rcpu:
         return CompletedBlock("", "", "", "", status if status is not None else -1,
                               signal_name, bytes(captured[1]), bytes(captured[2]),
                               started, time.time() - started)
+
+
+def read_shipped(path) -> tuple[bytes, int]:
+    """A file to ship: its bytes and mode (a script stays executable)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno()).st_mode & 0o755
+    except OSError as err:
+        raise RcpuError(f"cannot ship {path}: {err.strerror}") from None
+
+
+async def send_shipped(client: Client, shipped) -> None:
+    """Put the files in the cpu service's /ship, on the connection the block will use."""
+    sftp = await client.main()
+    for name, (data, mode) in shipped:
+        try:
+            f = await sftp.open(f"/ship/{name}", "wb", block_size=0)
+            try:
+                for at in range(0, len(data), 1 << 18):
+                    await f.write(data[at:at + (1 << 18)], at)
+                await f.chmod(mode)
+            finally:
+                await f.close()
+        except asyncssh.SFTPError as err:
+            raise RemoteError(f"ship {name}: {err.reason}") from None
 
 
 class feed:

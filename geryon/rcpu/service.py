@@ -38,6 +38,7 @@ from geryon.rcpu.block import BlockRequest
 from geryon.rcpu.cache import DiskCache
 from geryon.rcpu.commit import CommitError, commit
 from geryon.rcpu.namespace import MOUNT_ROOT, Namespace, Overlay
+from geryon.rcpu.ship import Shipments
 
 log = logging.getLogger("geryon.rcpu")
 
@@ -136,8 +137,13 @@ class CpuService:
         self.stats = Stats()
         self.pool = ProcessPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
         self.registry = None
+        self.shipments = Shipments()
 
     commands = property(lambda self: {"block": self.block})
+
+    def tree(self):
+        """The service's file tree: /ship, where a connection puts files for --ship."""
+        return self.shipments.tree()
 
     def attrs(self) -> dict:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -228,9 +234,13 @@ class CpuService:
             held.append(key)
             (work / "upper").mkdir(parents=True)
             (work / "work").mkdir()
+            shipped = None
+            if request.ship:
+                shipped = work / "client"
+                self.shipments.of(caller).write_to(shipped)
             namespace = Namespace(inputs, (out_name, Overlay(lower, work / "upper",
                                                              work / "work")),
-                                  None, self.rc_files,
+                                  shipped, self.rc_files,
                                   {"cpudisk": f"{MOUNT_ROOT}/{out_name}",
                                    "GERYON_CPU": self.node.name})
             ended = await self._run(process, namespace, request.block)
