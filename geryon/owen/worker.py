@@ -136,6 +136,8 @@ class Worker:
         self.loop = Reconnect(self._dial, self._serve, backoff=backoff or owen_backoff(),
                               what="scheduler")
         self.connections = 0
+        self.types: dict[str, bool] = {}
+        self.kept = 0
 
     async def _dial(self) -> Client:
         from geryon.owen.server import sched_address
@@ -155,6 +157,7 @@ class Worker:
 
     async def _serve(self, client: Client) -> None:
         self.connections += 1
+        self.types = installed_types(self.root)  # looked at again on each connection
         await client.write("/nodename", self.name)
         await client.write("/attrs", "".join(quote.join([k, v]) + "\n" for k, v in
                                              host_attrs(self.root, self.slots).items()))
@@ -229,7 +232,7 @@ class Worker:
         """Run the attempt; its result record.  Frees its slot when the task ends."""
         self.running[attempt.worker_id] = attempt
         try:
-            exclusive = installed_types(self.root).get(attempt.desc.jobtype, False)
+            exclusive = self.types.get(attempt.desc.jobtype, False)
             ok, data = await self._execute(attempt, exclusive)
         except Exception as err:  # one bad task never kills the worker
             log.exception("task %s failed to run", attempt.taskid)
@@ -298,7 +301,8 @@ class Worker:
         if attempt.stopped:
             return False, b"stopped by the scheduler\n"
         if status != 0:
-            return False, (f"runtask exited with status {status} (stderr kept in {kept})\n"
+            return False, (f"runtask exited with status {status} (stderr kept in "
+                           f"{kept or 'no file: it was empty'})\n"
                            .encode() + tail(stderr_path))
         if desc.output == "bundle":
             data = bundle(work)
@@ -310,14 +314,19 @@ class Worker:
         shutil.rmtree(work, ignore_errors=True)
         return True, data
 
-    def _keep_stderr(self, attempt: Attempt, path: Path) -> Path:
+    def _keep_stderr(self, attempt: Attempt, path: Path) -> Path | None:
+        """Keep a non-empty stderr in <root>/log (the newest STDERR_KEPT of them)."""
         logs = self.root / "log"
         kept = logs / f"{attempt.taskid}.{attempt.worker_id}.stderr".replace("/", "_")
         try:
+            if not path.stat().st_size:
+                return None
             shutil.copyfile(path, kept)
-            old = sorted(logs.glob("*.stderr"), key=lambda p: p.stat().st_mtime)
-            for p in old[:-STDERR_KEPT]:
-                p.unlink(missing_ok=True)
+            self.kept += 1
+            if self.kept % 50 == 0:
+                old = sorted(logs.glob("*.stderr"), key=lambda p: p.stat().st_mtime)
+                for p in old[:-STDERR_KEPT]:
+                    p.unlink(missing_ok=True)
         except OSError as err:
             log.warning("keeping stderr of %s: %s", attempt.taskid, err)
         return kept
