@@ -84,12 +84,11 @@ class PartitionFiles:
                         "see ulimit -n)") if e.errno == 24 else ""
                 self.fail(f"cannot create {name}: {e.strerror}{hint}")
 
-    def write(self, buckets: list[list[bytes]]) -> None:
-        for fd, name, lines in zip(self.fds, self.names, buckets):
-            if lines:
-                lines.append(b"")
+    def write(self, blocks: list[bytes]) -> None:
+        for fd, name, block in zip(self.fds, self.names, blocks):
+            if block:
                 try:
-                    write_all(fd, b"\n".join(lines))
+                    write_all(fd, block)
                 except OSError as e:
                     self.fail(f"cannot write {name}: {e.strerror}")
 

@@ -13,6 +13,7 @@ the bytes that `bytes.split()` with no argument splits on.
 """
 
 from itertools import groupby
+from operator import call
 
 BLANKS = b" \t\r\v\f"
 
@@ -211,9 +212,14 @@ HASHES = {"xxh3": _xxh3_placer, "65599": _65599_placer}
 class Partitioner:
     """intermediate over blocks of lines: which of R partitions each line goes to.
 
-    `split` returns, per partition, the block's lines that go there, in input order.  A line
-    that goes nowhere (no key; with `65599`, not exactly two fields) is counted in `left_out`
-    and the first one kept (`first_left_out`) for the report.
+    `split` returns, per partition, the block's lines that go there, in input order, as
+    bytes ready to append (each line ends in a newline).  A line that goes nowhere (no key;
+    with `65599`, not exactly two fields) is counted in `left_out` and the first one kept
+    (`first_left_out`, as line number and line) for the report.
+
+    The per-line work is all in C: a dict from the whole line to the append method of its
+    partition's list, called through map; Python runs only for a line not seen before
+    (`_Placements.__missing__`).  The partition is a function of the key, so of the line.
     """
 
     def __init__(self, partitions: int, hash_name: str = "xxh3"):
@@ -224,33 +230,48 @@ class Partitioner:
             raise ValueError(f"R must be at least 1, not {partitions}")
         self.partitions = partitions
         self.hash_name = hash_name
-        self._place = HASHES[hash_name](partitions)
-        self._cache: dict[bytes, int] = {}
+        self._buckets: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._nowhere: list[bytes] = []
+        self._placements = _Placements(HASHES[hash_name](partitions),
+                                       [bucket.append for bucket in self._buckets],
+                                       self._nowhere.append)
         self.lineno = 0
         self.left_out = 0
         self.first_left_out: tuple[int, bytes] | None = None
 
-    def split(self, lines: list[bytes]) -> list[list[bytes]]:
-        r = self.partitions
-        buckets: list[list[bytes]] = [[] for _ in range(r)]
-        appends = [bucket.append for bucket in buckets]
-        cache = self._cache
-        get = cache.get
-        place = self._place
-        left_out = 0
-        for line in lines:
-            p = get(line)
-            if p is None:
-                p = place(line)
-                if len(cache) >= PARTITION_CACHE_LIMIT:
-                    cache.clear()
-                cache[line] = p
-            if p >= 0:
-                appends[p](line)
+    def split(self, lines: list[bytes]) -> list[bytes]:
+        any(map(call, map(self._placements.__getitem__, lines), lines))
+        out = []
+        for bucket in self._buckets:
+            if bucket:
+                bucket.append(b"")
+                out.append(b"\n".join(bucket))
+                bucket.clear()
             else:
-                if self.first_left_out is None:
-                    self.first_left_out = (self.lineno + lines.index(line) + 1, line)
-                left_out += 1
-        self.left_out += left_out
+                out.append(b"")
+        nowhere = self._nowhere
+        if nowhere:
+            if self.first_left_out is None:
+                self.first_left_out = (self.lineno + lines.index(nowhere[0]) + 1, nowhere[0])
+            self.left_out += len(nowhere)
+            nowhere.clear()
         self.lineno += len(lines)
-        return buckets
+        if len(self._placements) >= PARTITION_CACHE_LIMIT:
+            self._placements.clear()
+        return out
+
+
+class _Placements(dict):
+    """line -> the append method of the list its partition gathers in (a cache)."""
+
+    def __init__(self, place, appends, nowhere):
+        super().__init__()
+        self._place = place
+        self._appends = appends
+        self._nowhere = nowhere
+
+    def __missing__(self, line: bytes):
+        p = self._place(line)
+        append = self._appends[p] if p >= 0 else self._nowhere
+        self[line] = append
+        return append
