@@ -8,25 +8,29 @@ mapreduce, owen, web; cli is the `geryon` command.
 __version__ = "0.1.0"
 
 
-def _install_quick_oqs_lookup() -> None:
-    """Spare every command ~40 ms of start-up.
+def _quicken_asyncssh_import() -> None:
+    """Spare every command ~60 ms of start-up in importing asyncssh.
 
-    When asyncssh is imported, its post-quantum module asks ctypes.util.find_library for
-    liboqs twice, and on Linux each ask runs ldconfig and then gcc.  Just before that module
-    loads, find_library is given a quick answer for those two names (liboqs.so* in the
-    directories the loader searches, else None); every other name goes to the original.
+    - Its post-quantum module asks ctypes.util.find_library for liboqs twice, and on Linux
+      each ask runs ldconfig and then gcc.  Just before that module loads, find_library is
+      given a quick answer for those two names (liboqs.so* in the directories the loader
+      searches, else None); every other name goes to the original.
+    - Its X.509 support, which it loads only if it can, loads most of cryptography's x509
+      package.  Geryon uses OpenSSH certificates and never X.509, so that module is
+      reported missing, as asyncssh allows.
     """
     import sys
 
-    class QuickOQSLookup:
+    class AsyncsshStartup:
         @staticmethod
         def find_spec(name, path=None, target=None):
             if name == "asyncssh.crypto.pq":
-                sys.meta_path.remove(QuickOQSLookup)
                 _quicken_find_library()
+            elif name == "asyncssh.crypto.x509":
+                raise ImportError("Geryon uses OpenSSH certificates, not X.509")
             return None  # the ordinary finders load the module
 
-    sys.meta_path.insert(0, QuickOQSLookup)
+    sys.meta_path.insert(0, AsyncsshStartup)
 
 
 def _quicken_find_library() -> None:
@@ -53,4 +57,4 @@ def _quicken_find_library() -> None:
     ctypes.util.find_library = find_library
 
 
-_install_quick_oqs_lookup()
+_quicken_asyncssh_import()

@@ -25,7 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
+import sys
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -89,36 +89,30 @@ def check_namespaces() -> bool:
     return unprivileged
 
 
-def unpack_local(chunk_path: Path, used: int, dest: Path) -> int:
-    """Unpack the first `used` bytes of a chunk file (a whole log, since the log only grows)
-    into dest; return the bytes of files written."""
-    from geryon.disks.fetch import unpack_image
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".image-") as image:
-        with open(chunk_path, "rb") as f:
-            left = used
-            while left > 0:
-                data = f.read(min(left, 1 << 22))
-                if not data:
-                    break
-                image.write(data)
-                left -= len(data)
-        image.flush()
-        unpack_image(Path(image.name), dest)
-    from geryon.rcpu.cache import tree_size
-    return tree_size(dest)
+def copy_prefix(chunk_path: Path, used: int, image: Path) -> None:
+    """Copy the first `used` bytes of a chunk file: a whole log, since the log only grows."""
+    with open(chunk_path, "rb") as f, open(image, "wb") as out:
+        left = used
+        while left > 0:
+            data = f.read(min(left, 1 << 22))
+            if not data:
+                break
+            out.write(data)
+            left -= len(data)
 
 
-def unpack_bytes(data: bytes, dest: Path) -> int:
-    """Check and unpack a fetched chunk image into dest; return the bytes of files."""
-    from geryon.chunkfs.chunk import Chunk
+async def unpack(pool, workers: int, image: Path, dest: Path) -> int:
+    """Unpack a chunk image into dest, its files shared among the pool's processes (each
+    opens the image, which checks every record's checksum); return the bytes of files."""
     from geryon.disks.fetch import unpack_image
     from geryon.rcpu.cache import tree_size
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".image-") as image:
-        image.write(data)
-        image.flush()
-        Chunk.open(image.name, readonly=True, whole=True).close()  # every record checked
-        unpack_image(Path(image.name), dest)
-    return tree_size(dest)
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.gather(*(loop.run_in_executor(pool, unpack_image, image, dest, part,
+                                                    workers) for part in range(workers)))
+        return await loop.run_in_executor(pool, tree_size, dest)
+    finally:
+        image.unlink(missing_ok=True)
 
 
 class CpuService:
@@ -135,7 +129,8 @@ class CpuService:
         self.rc_files = (GRIDRC, *rc_files)
         self.unprivileged = check_namespaces()
         self.stats = Stats()
-        self.pool = ProcessPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+        self.workers = max(1, min(4, os.cpu_count() or 1))
+        self.pool = ProcessPoolExecutor(self.workers)
         self.registry = None
         self.shipments = Shipments()
 
@@ -189,7 +184,9 @@ class CpuService:
             async def fetch(dest):
                 image = (await client.run("image-get", timeout=300, check=True)).stdout
                 log.info("fetched disk %s (%d bytes) from %s", disk, len(image), found.addr)
-                return await loop.run_in_executor(self.pool, unpack_bytes, image, dest)
+                path = dest.with_name(f".image-{dest.name}")
+                await loop.run_in_executor(None, path.write_bytes, image)
+                return await unpack(self.pool, self.workers, path, dest)
 
             return key, await self.cache.acquire(key, fetch)
         finally:
@@ -242,7 +239,10 @@ class CpuService:
                                                              work / "work")),
                                   shipped, self.rc_files,
                                   {"cpudisk": f"{MOUNT_ROOT}/{out_name}",
-                                   "GERYON_CPU": self.node.name})
+                                   "GERYON_CPU": self.node.name,
+                                   # idx, agg and intermediate come first, as installed here
+                                   "PATH": f"{Path(sys.executable).parent}:"
+                                           f"{os.environ.get('PATH', os.defpath)}"})
             ended = await self._run(process, namespace, request.block)
             self.stats.blocks += 1
             if ended != ("exit", 0):
@@ -268,8 +268,13 @@ class CpuService:
         chunk = served.chunk
         key, used, path = f"{chunk.log_id}-{chunk.used}", chunk.used, chunk.path
         loop = asyncio.get_running_loop()
-        return key, await self.cache.acquire(key, lambda dest: loop.run_in_executor(
-            self.pool, unpack_local, path, used, dest))
+
+        async def fill(dest):
+            image = dest.with_name(f".image-{dest.name}")
+            await loop.run_in_executor(None, copy_prefix, path, used, image)
+            return await unpack(self.pool, self.workers, image, dest)
+
+        return key, await self.cache.acquire(key, fill)
 
     def _report(self, process, ended) -> int | None:
         how, number = ended
