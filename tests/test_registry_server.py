@@ -179,11 +179,13 @@ def test_monitor_role_cannot_register(home, registry, tmp_path):
     assert regquery(home, registry) == ""
 
 
-def test_regwatch_prints_each_change(home, registry):
-    watch = subprocess.Popen([GERYON, "regwatch", "-R", registry.address, "--count", "3"],
+def test_regwatch_prints_each_change(home, registry, tmp_path):
+    ready = tmp_path / "watching"
+    watch = subprocess.Popen([GERYON, "regwatch", "-R", registry.address, "--count", "3",
+                              "--ready", str(ready)],
                              env={"GERYON_HOME": str(home), "PATH": "/usr/bin:/bin"},
                              stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # let it open `event` first
+    wait_for(lambda: ready.exists() or watch.poll() is not None, 20, what="regwatch to watch")
 
     async def changes(client):
         f = await client.open("/new", "w")

@@ -146,7 +146,9 @@ def regquery(names_only, registry, filter):
 @click.command(context_settings=CONTEXT_SETTINGS)
 @registry_option
 @click.option("--count", default=0, help="stop after this many changes (0: never)")
-def regwatch(registry, count):
+@click.option("--ready", "ready_file", default="", metavar="FILE",
+              help="write FILE once watching: every change after that is printed")
+def regwatch(registry, count, ready_file):
     """Print one line per change to the registry, as it happens.
 
     Lines are `SEQ add|update LINE`, `SEQ remove NAME`, or `SEQ reset` when changes were
@@ -164,7 +166,7 @@ def regwatch(registry, count):
         client = await dial_registry(Config.load(registry=registry))
         seen = 0
         try:
-            async for change in watch(client):
+            async for change in watch(client, lambda: announce_ready(ready_file)):
                 click.echo(for_terminal(f"{change.seq} {change.op} {change.line}".rstrip()))
                 seen += 1
                 if count and seen >= count:

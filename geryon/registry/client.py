@@ -52,10 +52,13 @@ async def query(client: Client, *pairs: str) -> list[Service]:
                                              read_back=True))
 
 
-async def watch(client: Client):
+async def watch(client: Client, on_open=None):
     """Yield each Change as it happens (op 'reset' when some were missed); a change that
-    arrives over several reads is put together first."""
+    arrives over several reads is put together first.  on_open() is called once `event`
+    is open: every change after that moment will be yielded."""
     f = await client.open("/event", "r", wait=True)
+    if on_open is not None:
+        on_open()
     reader = LineReader(parse_event, f"{client.address}: /event")
     try:
         while True:
