@@ -202,3 +202,13 @@ def test_a_monitor_cannot_ship_and_shipments_are_private(cluster):
         return seen
 
     assert "secret" not in asyncio.run(attempt())
+
+
+def test_listed_names_show_control_characters_escaped(cluster):
+    made = rcpu(cluster, "-c", "node1", r"""{touch "$cpudisk/$(printf 'evil\033[2Jname')"; echo $cpudisk}""")
+    assert made.returncode == 0, made.stderr
+    disk = made.stdout.decode().strip().removeprefix("/n/")
+    listed = subprocess.run([GERYON, "ls", disk], env=cluster["env"], capture_output=True,
+                            text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert "evil\\x1b[2Jname" in listed.stdout and "\x1b" not in listed.stdout

@@ -228,12 +228,14 @@ def disks(ndb, registry):
         async with await dial_registry(config) as client:
             return await disk_states(client, config.ndb_path)
 
+    from geryon.quote import for_terminal
     rows = [("DISK", "NODE", "CHUNK", "FILL", "STATE")]
     for disk in run_async(main()):
         fill = "-" if disk.used is None else \
             f"{format_size(disk.used)}/{format_size(disk.size)} " \
             f"{100 * disk.used // max(disk.size, 1)}%"
-        rows.append((disk.name, disk.host, disk.chunk, fill, disk.state))
+        rows.append(tuple(for_terminal(v) for v in (disk.name, disk.host, disk.chunk, fill,
+                                                    disk.state)))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
@@ -275,8 +277,10 @@ def ls(registry, long, spec):
     async def work(disk, path):
         return await disk.listdir("/" + path)
 
+    from geryon.quote import for_terminal
     for name, attrs in with_disk(spec, registry, work):
         directory = is_dir(attrs)
+        name = for_terminal(name)  # a file name may hold anything but '/' and NUL
         if long:
             click.echo(f"{'d' if directory else '-'} {attrs.size or 0:>10} {name}")
         else:
