@@ -2,9 +2,9 @@
 
 Theory of operation.  The three tools sit in every map and reduce task, so they must never
 be a pipeline's bottleneck.  They take input in large blocks and do the per-byte work with
-C-speed bytes methods (translate, split, join, itertools.groupby); Python code runs once
-per distinct run of equal lines (agg) or once per line with a cache in front of the key
-and hash (intermediate), never once per character.  Blocks are cut only at a separator
+C-speed bytes methods (translate, split, join, itertools.groupby, map); Python code runs
+once per run of equal lines (agg) or once per line not seen before (intermediate), never
+once per character.  Blocks are cut only at a separator
 (`Pieces`), so a word or line is never split between blocks however long it is.
 
 Everything here works on bytes and accepts any bytes: invalid UTF-8 is data like any other.
