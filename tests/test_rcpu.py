@@ -212,3 +212,20 @@ def test_listed_names_show_control_characters_escaped(cluster):
                             text=True, timeout=30)
     assert listed.returncode == 0, listed.stderr
     assert "evil\\x1b[2Jname" in listed.stdout and "\x1b" not in listed.stdout
+
+
+def test_gridrc_functions_and_the_callers_own_gridrc_work_in_a_block(cluster):
+    rc = cluster["home"] / "gridrc.sh"
+    rc.write_text("hello() { echo \"hello from $1\"; }\n")
+    try:
+        done = rcpu(cluster, "{hello rc; rmnt d0.mbox && echo mounted; rmnt d9.mbox; "
+                             "finddisk node0; nextcpu}", "d0.mbox")
+    finally:
+        rc.unlink()
+    out, err = done.stdout.decode().split("\n"), done.stderr.decode()
+    assert out[0] == "hello from rc" and out[1] == "mounted", (out, err)
+    assert "d9.mbox is not in this block's name space" in err
+    assert [line for line in out[2:] if line.endswith(".cpu")] == ["d0.cpu", "d1.cpu"]
+    assert any(line.startswith("tcp!") for line in out[2:])
+    without = rcpu(cluster, "{type hello >/dev/null 2>&1 && echo defined || echo none}")
+    assert without.stdout == b"none\n"

@@ -5,7 +5,10 @@ angle brackets, `<ls /n/d0.mbox>` (as Geryon's card wrote it, where braces would
 by a shell), or bare; each form means the same block.  The request a cpu service takes
 by SSH exec is one line of shell-quoted words (docs/cpu.md):
 
-    block [--out CPUDISK] [--ship] [DISK...] -- BLOCK
+    block [--out CPUDISK] [--ship] [--rc] [DISK...] -- BLOCK
+
+--ship binds the files the connection shipped at /n/client; --rc sources the caller's own
+gridrc.sh, shipped as `.gridrc.sh`, before the block.
 """
 
 import shlex
@@ -48,6 +51,7 @@ class BlockRequest:
     disks: tuple[str, ...] = ()
     out: str = ""
     ship: bool = False
+    rc: bool = False
 
     def command(self) -> str:
         """The exec request's text."""
@@ -56,12 +60,14 @@ class BlockRequest:
             words += ["--out", self.out]
         if self.ship:
             words.append("--ship")
+        if self.rc:
+            words.append("--rc")
         return shlex.join([*words, *self.disks, "--", self.block])
 
     @classmethod
     def parse(cls, args: list[str]) -> "BlockRequest":
         """A request from the words after `block` (as geryon.ns.server gives them)."""
-        out, ship, disks = "", False, []
+        out, ship, rc, disks = "", False, False, []
         words = list(args)
         while words and words[0] != "--":
             word = words.pop(0)
@@ -71,9 +77,11 @@ class BlockRequest:
                 out = words.pop(0)
             elif word == "--ship":
                 ship = True
+            elif word == "--rc":
+                rc = True
             elif word.startswith("-"):
                 raise BlockError(f"block: unknown option {word[:40]!r}; options are --out "
-                                 "DISK and --ship")
+                                 "DISK, --ship and --rc")
             else:
                 disks.append(word)
         if not words:
@@ -87,4 +95,4 @@ class BlockRequest:
         if out in disks:
             raise BlockError(f"block: the output disk {out} is also an input; an output disk "
                              "is never one of the inputs")
-        return cls(normalise(" ".join(words[1:])), tuple(disks), out, ship)
+        return cls(normalise(" ".join(words[1:])), tuple(disks), out, ship, rc)

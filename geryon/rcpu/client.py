@@ -23,6 +23,7 @@ from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteError
 from geryon.rcpu.block import BlockRequest, disk_name, normalise
+from geryon.rcpu.ship import RC_NAME
 from geryon.registry.client import dial_registry, query
 from geryon.registry.core import Service
 
@@ -133,11 +134,15 @@ class Rcpu:
         text = normalise(block)
         disks = tuple(disk_name(d) for d in disks)
         shipped = [(os.path.basename(p), read_shipped(p)) for p in ship]
+        rc = home() / "gridrc.sh"  # the caller's own functions, sourced before the block
+        if rc.exists():
+            shipped.append((RC_NAME, read_shipped(rc)))
         tried = []
         for service in await self.order(cpu):
             host = service.attrs.get("host", "")
             disk = disk_name(out) if out else await self.finddisk(host, disks)
-            request = BlockRequest(text, tuple(disks), disk, ship=bool(ship))
+            request = BlockRequest(text, tuple(disks), disk, ship=bool(ship),
+                                   rc=rc.exists())
             try:
                 client = await Client.connect(service.name, self.identity,
                                               keepalive=float(self.config.keepalive))

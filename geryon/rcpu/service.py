@@ -231,15 +231,20 @@ class CpuService:
             held.append(key)
             (work / "upper").mkdir(parents=True)
             (work / "work").mkdir()
-            shipped = None
+            shipped, rc_files = None, self.rc_files
+            shipment = self.shipments.of(caller)
             if request.ship:
                 shipped = work / "client"
-                self.shipments.of(caller).write_to(shipped)
+                shipment.write_to(shipped)
+            if request.rc and shipment.write_rc(work / "gridrc.sh"):
+                rc_files = (*rc_files, work / "gridrc.sh")
+            env = {"cpudisk": f"{MOUNT_ROOT}/{out_name}", "GERYON_CPU": self.node.name}
+            if self.node.config.registry:  # gridrc's functions ask the registry
+                env["GERYON_REGISTRY"] = self.node.config.registry
             namespace = Namespace(inputs, (out_name, Overlay(lower, work / "upper",
                                                              work / "work")),
-                                  shipped, self.rc_files,
-                                  {"cpudisk": f"{MOUNT_ROOT}/{out_name}",
-                                   "GERYON_CPU": self.node.name,
+                                  shipped, rc_files,
+                                  {**env,
                                    # idx, agg and intermediate come first, as installed here
                                    "PATH": f"{Path(sys.executable).parent}:"
                                            f"{os.environ.get('PATH', os.defpath)}"})

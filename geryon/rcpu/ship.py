@@ -18,6 +18,7 @@ from geryon.ns.tree import Dir, File, Handle, StaticDir, Stat
 MAX_BYTES = 64 << 20
 MAX_FILES = 1000
 SHIPPERS = frozenset({"submit"})
+RC_NAME = ".gridrc.sh"  # the caller's own gridrc.sh, sourced by a block run with --rc
 
 
 class Shipment:
@@ -34,9 +35,19 @@ class Shipment:
         """Put the files in directory, for the block's /n/client."""
         directory.mkdir(parents=True, exist_ok=True)
         for name, (data, mode) in self.files.items():
+            if name == RC_NAME:
+                continue
             path = directory / name
             path.write_bytes(bytes(data))
             os.chmod(path, mode & 0o755)
+
+
+    def write_rc(self, path: Path) -> bool:
+        """Put the caller's gridrc.sh at path; whether there was one."""
+        if RC_NAME not in self.files:
+            return False
+        path.write_bytes(bytes(self.files[RC_NAME][0]))
+        return True
 
 
 class ShipHandle(Handle):
