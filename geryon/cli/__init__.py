@@ -35,6 +35,8 @@ COMMANDS = {
     "worker": ("owen", "worker", "Work for an Owen scheduler: pull tasks and run them."),
     "owen": ("owen", "owen", "Post Owen jobs and follow them: start, wait, jobs, why..."),
     "rcpu": ("rcpu", "rcpu", "Run a command block on a cpu with disks at /n: rcpu '{ls /n}'"),
+    "mapreduce": ("mapreduce", "mapreduce", "Run a MapReduce job of shell blocks over disks."),
+    "jobs": ("mapreduce", "jobs", "List mapreduce jobs; print a job's result or log."),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
