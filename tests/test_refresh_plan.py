@@ -41,7 +41,7 @@ def test_plan_adds_updates_replaces_and_removes():
     actions = plan(disks_of(NDB), services)
     assert [str(a) for a in actions] == [
         "add d0.mbox host node0 automount 1 persist 1 addr tcp!node0!1 id chunk0 "
-        "replica d0.replica",
+        "replica d0.replica used 48",  # what the master publishes, for failing over
         "update d1.mbox host node1 automount 1 persist 1 addr tcp!node1!2 id chunk0",
         "remove d2.mbox", "remove d9.old"]
     # nothing is removed when asked not to (refresh --watch, just after dialling)
@@ -140,6 +140,8 @@ def test_states_of_disks():
                 entry("d2.mbox", "node2", "tcp!node2!3", "chunk0"),
                 entry("d9.old", "node0", "tcp!node0!1", "chunk0")]
     got = [(s.name, s.used, s.state) for s in states(disks_of(NDB), services)]
-    assert got == [("d0.mbox", 500, "live"), ("d1.mbox", 48, "unregistered"),
-                   ("d2.mbox", None, "stale"), ("d9.old", None, "stale")]
-    assert [s.state for s in states(disks_of(NDB), services[:2])][2] == "down"
+    assert got == [("d0.mbox", 500, "live, serving"),
+                   ("d0.replica", None, "not named in the ndb file"),
+                   ("d1.mbox", 48, "unregistered"), ("d2.mbox", None, "stale"),
+                   ("d9.old", None, "stale")]
+    assert [s.state for s in states(disks_of(NDB), services[:2])][3] == "down"

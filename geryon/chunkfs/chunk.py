@@ -19,9 +19,10 @@ import time
 from contextlib import contextmanager
 
 import fcntl
+import xxhash
 import zstandard
 
-from geryon.chunkfs import fsck
+from geryon.chunkfs import fsck, tail
 from geryon.chunkfs.errors import ChunkCorrupt, ChunkError, ChunkFull, ChunkPathError, RecordError
 from geryon.chunkfs.paths import ROOT, normalise
 from geryon.chunkfs.record import (DEFAULT_CAPACITY, HEAD_SIZE, HEADER_SIZE, MAX_CAPACITY,
@@ -426,6 +427,51 @@ class Chunk:
                 fields.get("size", 0), fields.get("flags", 0),
                 body.decode("utf-8") if kind == Kind.RENAME else "", len(body), len(piece)))
         self._end = offset
+
+    def append_log(self, data):
+        """Append records copied from this chunk's master (a replica following it): `data`
+        is the master's log from this chunk's end on. Each record is checked (tail.take)
+        and only whole records and committed groups are written, fsynced, then applied;
+        return the bytes taken (the rest, cut off in transit, comes with the next copy).
+        ChunkCorrupt if the data holds a bad record, ChunkFull if it passes the capacity:
+        either way nothing is written."""
+        self._writable()
+        if self._group is not None:
+            raise ChunkError(f"chunk {self.path}: cannot copy a log inside atomic()")
+        try:
+            taken = tail.take(data, self._end, self._tree, self.capacity)
+        except ChunkCorrupt as err:
+            raise ChunkCorrupt(f"chunk {self.path}: {err}") from None
+        if self._end + taken.length > self.capacity:
+            raise ChunkFull(f"chunk {self.path}: the master's log is longer than this "
+                            f"chunk's capacity of {self.capacity} bytes; copy it to a larger "
+                            "chunk", taken.length, self.free)
+        if not taken.length:
+            return 0
+        start = self._end
+        try:
+            _write_all(self._fd, memoryview(data)[:taken.length], start)
+            if self._sync:
+                os.fsync(self._fd)
+        except OSError as err:
+            self._truncate(start, "undo a failed copy of the master's log")
+            raise ChunkError(f"chunk {self.path}: cannot append the master's log: "
+                             f"{err.strerror}; nothing was written", err.errno) from None
+        self._tree, self._end = taken.tree, start + taken.length
+        return taken.length
+
+    def log_sum(self, end=None):
+        """The xxh3-64 (hex) of the chunk file's first `end` bytes (all it holds if None),
+        header and log id included: two chunks with the same sum to the same end hold the
+        same log to there."""
+        end = self._end if end is None else end
+        if not 0 <= end <= self._end:
+            raise ChunkError(f"chunk {self.path}: cannot sum its first {end} bytes: it holds "
+                             f"{self._end}", errno.EINVAL)
+        digest = xxhash.xxh3_64()
+        for offset in range(0, end, _FLUSH):
+            digest.update(self._pread(min(_FLUSH, end - offset), offset))
+        return digest.hexdigest()
 
     # Upkeep.
 

@@ -7,6 +7,9 @@ chunk as it was.  What open files gather is bounded by the chunk's free space, a
 together: a write, truncate or set-size that would take them past it is refused at once,
 before anything is gathered, so a client cannot make the node hold more than the chunk
 could store.
+
+A replica (a chunk following its master, geryon.disks.replica) is served read-only: the
+tree's `read_only` gives the sentence that refuses every change, naming the master.
 """
 
 import errno
@@ -47,6 +50,17 @@ class DiskTree:
         # opens) though nothing is in the chunk until the close.
         self.creating: dict[str, "DiskHandle"] = {}
         self.writing: set["DiskHandle"] = set()  # open for writing, to be stored at close
+        # None, or a function giving the reason no client may change this disk (a replica)
+        self.read_only = None
+
+    def check_writable(self) -> None:
+        """Refuse a change (PermissionDenied, with the reason) when the disk is read-only."""
+        reason = self.read_only() if self.read_only else None
+        if reason:
+            raise PermissionDenied(reason)
+
+    def may_write(self, caller) -> bool:
+        return caller.may(WRITERS) and not (self.read_only and self.read_only())
 
     def make_room(self, handle: "DiskHandle", size: int) -> None:
         """Refuse (ChunkFull) to let `handle` hold `size` bytes if, with what the other open
@@ -79,13 +93,14 @@ class DiskNode:
     def stat(self, caller):
         with as_ns_errors():
             if not self.path:
-                return Stat(True, 0, time.time(), caller.may(self.writers))
+                return Stat(True, 0, time.time(), self.disk.may_write(caller))
             entry = self.disk.chunk.stat(self.path)
-        return Stat(entry.is_dir, entry.size, entry.mtime, caller.may(self.writers),
+        return Stat(entry.is_dir, entry.size, entry.mtime, self.disk.may_write(caller),
                     entry.mode)
 
     def set_attributes(self, caller, mode=None, mtime=None):
         if self.path:
+            self.disk.check_writable()
             with as_ns_errors():
                 self.disk.chunk.set_attributes(self.path, mode=mode, mtime=mtime)
             self.disk.on_change()
@@ -106,14 +121,17 @@ class DiskDir(DiskNode, Dir):
             return self.disk.node(self.disk.chunk.stat(path))
 
     def create(self, name, caller):
+        self.disk.check_writable()
         return DiskFile(self.disk, join(self.path, name), new=True)
 
     def mkdir(self, name, caller):
+        self.disk.check_writable()
         with as_ns_errors():
             self.disk.chunk.mkdir(join(self.path, name))
         self.disk.on_change()
 
     def remove(self, name, caller):
+        self.disk.check_writable()
         with as_ns_errors():
             self.disk.chunk.remove(join(self.path, name))
         self.disk.on_change()
@@ -121,6 +139,7 @@ class DiskDir(DiskNode, Dir):
     def rename(self, name, target, new_name, caller):
         if not isinstance(target, DiskDir) or target.disk is not self.disk:
             raise PermissionDenied(f"{name}: cannot rename across disks")
+        self.disk.check_writable()
         with as_ns_errors():
             self.disk.chunk.rename(join(self.path, name), join(target.path, new_name))
         self.disk.on_change()
@@ -134,11 +153,13 @@ class DiskFile(DiskNode, File):
     def stat(self, caller):
         pending = self.disk.creating.get(self.path)
         if pending is not None:
-            return Stat(False, len(pending.data), time.time(), caller.may(self.writers),
+            return Stat(False, len(pending.data), time.time(), self.disk.may_write(caller),
                         pending.mode)
         return super().stat(caller)
 
     async def open(self, caller, read, write):
+        if write:
+            self.disk.check_writable()
         if self.new or self.path in self.disk.creating:
             handle = DiskHandle(self, b"", write, 0o644)
             if write:

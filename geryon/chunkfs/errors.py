@@ -47,14 +47,16 @@ class RecordError(ChunkError):
     `offset` is where the record starts in the chunk file and `reason` ends the sentence
     "record at offset N ...", so a chunk can put its own name in front. `inside` says the
     record was written whole (its head is sound) yet breaks the format's rules: no crash
-    leaves that, so it is never a torn tail.
+    leaves that, so it is never a torn tail. `short` says the bytes simply stop before the
+    record does: what a copy of a log still being received looks like.
     """
 
-    def __init__(self, offset, reason, inside=False):
+    def __init__(self, offset, reason, inside=False, short=False):
         super().__init__(f"record at offset {offset} {reason}")
         self.offset = offset
         self.reason = reason
         self.inside = inside
+        self.short = short
 
 
 class ImageRefused(ChunkError):

@@ -46,11 +46,15 @@ def refuse_unless_empty(chunk: Chunk) -> None:
 
 class IncomingImage:
     """An image being received for the empty chunk `chunk`; use it as a context manager,
-    which removes the received file unless the image was installed."""
+    which removes the received file unless the image was installed.  replace=True: the
+    chunk need not be empty (a replica fetching its master's log again after a compaction),
+    and its content is replaced whole."""
 
-    def __init__(self, chunk: Chunk):
-        refuse_unless_empty(chunk)
+    def __init__(self, chunk: Chunk, replace: bool = False):
+        if not replace:
+            refuse_unless_empty(chunk)
         self.chunk = chunk
+        self.replace = replace
         self.path = incoming_path(chunk.path)
         self.size = 0
         self.installed = False
@@ -102,7 +106,8 @@ class IncomingImage:
         is closed.
         """
         try:
-            refuse_unless_empty(self.chunk)
+            if not self.replace:
+                refuse_unless_empty(self.chunk)
             image.move(self.chunk.path)
         except BaseException:
             image.close()

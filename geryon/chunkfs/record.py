@@ -167,7 +167,7 @@ def decode(buf, offset, base=0, capacity=MAX_CAPACITY):
     at = offset - base
     if len(view) - at < HEAD_SIZE:
         raise RecordError(offset, f"is cut short: its head needs {HEAD_SIZE} bytes "
-                                  f"and {len(view) - at} remain")
+                                  f"and {len(view) - at} remain", short=True)
     if not _head_is_sound(view, at, offset):
         if bytes(view[at:at + 4]) != RECORD_MAGIC:
             raise RecordError(offset, "does not begin with a record's magic number")
@@ -181,7 +181,7 @@ def decode(buf, offset, base=0, capacity=MAX_CAPACITY):
     length = HEAD_SIZE + path_len + body_len
     if len(view) - at < length:
         raise RecordError(offset, f"is cut short: it is {length} bytes long "
-                                  f"and {len(view) - at} remain")
+                                  f"and {len(view) - at} remain", short=True)
     payload = view[at + HEAD_SIZE:at + length]
     if xxhash.xxh3_64_intdigest(payload) != body_sum:
         raise RecordError(offset, "fails its checksum")

@@ -153,20 +153,26 @@ def refresh(ndb, registry, watch, ready_file, verbose):
               "boundaries into PATH.000, PATH.001, ...")
 @click.option("--level", default=1, show_default=True, type=click.IntRange(1, 19),
               help="zstd level: 1 is fast (as zstd -1), higher fits more on each disk")
+@click.option("--replicas", default=None, type=click.IntRange(0, 8), metavar="N",
+              help="copies of each disk on other nodes, kept in sync by following "
+                   "(default: 1 where the cluster has another node with a spare chunk)")
 @ndb_option
 @registry_option
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
-def load(app, split_lines, level, ndb, registry, sources):
+def load(app, split_lines, level, replicas, ndb, registry, sources):
     """Split directories, tar files or files across new disks of an application.
 
     Files are packed in order into 64 MiB disks on nodes with empty chunks, spread across
     the nodes; each disk is named in the ndb file and the registry is refreshed.  Paths on
     the disks are relative to each directory given.  A file larger than a disk is refused
-    (or split with --split-lines).
+    (or split with --split-lines).  Each disk gets --replicas copies on other nodes
+    (d0.APP.r1, ...), and is reported once they are in sync:
+    `DISK NODE FILES files SIZE [replica NAME NODE]...`.
 
     \b
     Example:
       geryon load --app mbox ~/Mail
+      geryon load --app mbox --replicas 2 ~/Mail
       geryon disks
     """
     from geryon.chunkfs.sizes import format_size
@@ -188,7 +194,8 @@ def load(app, split_lines, level, ndb, registry, sources):
         async with await dial_registry(config) as client:
             return await load_disks(client, items, app, config.ndb_path, split=split_lines,
                                     level=level, keepalive=float(config.keepalive),
-                                    progress=bar.update if bar else None)
+                                    progress=bar.update if bar else None,
+                                    replicas=replicas)
 
     if bar:
         with bar:
@@ -198,47 +205,155 @@ def load(app, split_lines, level, ndb, registry, sources):
     if report.already:
         click.echo(f"load: {report.already} files already on disks of {app} were passed over",
                    err=True)
+    for note in report.short:
+        click.echo(f"load: {note}", err=True)
     for disk in report.disks:
-        click.echo(f"{disk.disk} {disk.host} {disk.files} files {format_size(disk.bytes)}")
+        copies = "".join(f" replica {name} {host}" for name, host in disk.replicas)
+        click.echo(f"{disk.disk} {disk.host} {disk.files} files {format_size(disk.bytes)}"
+                   f"{copies}")
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
 @ndb_option
 @registry_option
-def disks(ndb, registry):
-    """List the disks: name, node, chunk, fill and state.
+@click.pass_context
+def disks(ctx, ndb, registry):
+    """List the disks: name, node, chunk, fill and state; replicas beneath their master.
 
     State is `live` (registered, its chunk served), `down` (named in the ndb file but its
     chunk is not served: refresh has dropped it), `unregistered` (chunk served, refresh
     has not run yet) or `stale` (registered, but its chunk is gone or the ndb file no
-    longer names it: refresh will drop it).
+    longer names it: refresh will drop it).  A disk with replicas says `serving` on the
+    copy the registry points at; a replica is `in sync`, `behind by N bytes` or `down`.
 
     \b
     Example:
       geryon disks
+      geryon disks replicate d0.mbox --on node2
+      geryon disks check
     """
+    ctx.obj = {"ndb": ndb, "registry": registry}
+    if ctx.invoked_subcommand is not None:
+        return
     from geryon.chunkfs.sizes import format_size
-    from geryon.config import Config
     from geryon.disks.cluster import disk_states
-    from geryon.registry.client import dial_registry
 
-    config = Config.load(registry=registry, ndb=ndb)
+    config, dial = _config(ctx)
 
     async def main():
-        async with await dial_registry(config) as client:
+        async with await dial() as client:
             return await disk_states(client, config.ndb_path)
 
-    from geryon.quote import for_terminal
     rows = [("DISK", "NODE", "CHUNK", "FILL", "STATE")]
     for disk in run_async(main()):
         fill = "-" if disk.used is None else \
             f"{format_size(disk.used)}/{format_size(disk.size)} " \
             f"{100 * disk.used // max(disk.size, 1)}%"
-        rows.append(tuple(for_terminal(v) for v in (disk.name, disk.host, disk.chunk, fill,
-                                                    disk.state)))
+        rows.append(("  " + disk.name if disk.replica_of else disk.name, disk.host,
+                     disk.chunk, fill, disk.state))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _config(ctx):
+    """The configuration the `disks` group's options give, and how to dial the registry."""
+    from geryon.config import Config
+    from geryon.registry.client import dial_registry
+    config = Config.load(registry=ctx.obj["registry"], ndb=ctx.obj["ndb"])
+    return config, lambda: dial_registry(config)
+
+
+@disks.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--on", "node", default="", metavar="NODE",
+              help="the node to hold the copy (default: the one with most spare chunks)")
+@click.argument("disk")
+@click.pass_context
+def replicate(ctx, disk, node):
+    """Add a replica of DISK on another node, and wait until it is in sync.
+
+    An empty chunk the ndb file does not name becomes DISK.rN, named in the ndb file
+    (run this where the ndb file is, as load and refresh), follows DISK's master from then
+    on, and is registered by the refresh that ends the command.
+
+    \b
+    Example:
+      geryon disks replicate d0.mbox --on node2
+    """
+    from geryon.disks.refresh import Refresher
+    from geryon.disks.replicas import replicate as add
+
+    config, dial = _config(ctx)
+
+    async def main():
+        async with await dial() as client:
+            placed = await add(client, config.ndb_path, disk, node,
+                               keepalive=float(config.keepalive))
+            await Refresher(client, config.ndb_path).refresh()
+            return placed
+
+    placed = run_async(main())
+    click.echo(f"{placed.name} {placed.host} {placed.chunk} in sync with {disk}")
+
+
+@disks.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("disk")
+@click.argument("node")
+@click.pass_context
+def promote(ctx, disk, node):
+    """Make DISK's replica on NODE its master for good.
+
+    The replica stops following and takes writes; the ndb file swaps the two chunks, so
+    the old master becomes the replica: when its node serves it again, refresh tells it to
+    follow the new master (what it held that the new master lacks is dropped).
+
+    \b
+    Example:
+      geryon disks promote d0.mbox node1
+    """
+    from geryon.disks.refresh import Refresher
+    from geryon.disks.replicas import promote as make_master
+
+    config, dial = _config(ctx)
+
+    async def main():
+        async with await dial() as client:
+            said = await make_master(client, config.ndb_path, disk, node,
+                                     keepalive=float(config.keepalive))
+            await Refresher(client, config.ndb_path).refresh()
+            return said
+
+    click.echo(run_async(main()))
+
+
+@disks.command(context_settings=CONTEXT_SETTINGS)
+@click.pass_context
+def check(ctx):
+    """Compare every replica with its master; exit status 1 on any difference.
+
+    A replica must hold its master's log, byte for byte, to its own end (it may be behind):
+    the xxh3 of the two chunks' first bytes to the replica's end must be the same.  A
+    replica or master that is not served cannot be compared, and counts as a difference.
+
+    \b
+    Example:
+      geryon disks check
+    """
+    from geryon.disks.replicas import check as compare
+
+    config, dial = _config(ctx)
+
+    async def main():
+        async with await dial() as client:
+            return await compare(client, config.ndb_path, keepalive=float(config.keepalive))
+
+    found = run_async(main())
+    for one in found:
+        click.echo(f"{one.replica} (replica of {one.disk}): {one.note}")
+    if not found:
+        click.echo("no disk has replicas", err=True)
+    if any(not one.same for one in found):
+        sys.exit(1)
 
 
 def with_disk(spec, registry, work):

@@ -14,9 +14,18 @@ file before its image is sent, and unnamed again only when its node refused the 
 went), the name stays: the next run fills that disk first if its chunk is still empty,
 and lists it if not.  Files already on a disk of the application (same path, size and
 modification time) are passed over, so nothing is loaded twice.
+
+Replicas: once every master is filled, each new disk gets `replicas` copies on empty chunks
+of other nodes (plan.place_replicas), named in the ndb file (`d0.app.r1`, marked
+`replica`, and `replica=d0.app.r1` on the master) and told to follow their masters; the
+load waits until every copy has caught up before it refreshes and reports.  replicas=None
+means one wherever there are spare chunks on another node, and says so when there are not;
+a number given is required, and a load short of chunks for it fails after the masters are
+in, naming the disks without their replicas.
 """
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import tempfile
@@ -29,7 +38,7 @@ from geryon.chunkfs.chunk import Chunk
 from geryon.chunkfs.errors import ChunkFull
 from geryon.disks.cluster import Naming, named_disks, services
 from geryon.disks.errors import DiskError, LoadError
-from geryon.disks.plan import Target, app_pattern, not_yet_loaded, plan_load
+from geryon.disks.plan import Target, app_pattern, not_yet_loaded, place_replicas, plan_load
 from geryon.disks.refresh import Refresher
 from geryon.disks.remote import run, walk
 from geryon.disks.sources import Item, check_sizes, prepare
@@ -50,6 +59,8 @@ class Loaded:
     host: str
     files: int
     bytes: int
+    chunk: str = ""
+    replicas: list = field(default_factory=list)  # (name, host) of each replica made
 
 
 @dataclass
@@ -59,6 +70,7 @@ class LoadReport:
 
     disks: list[Loaded] = field(default_factory=list)
     already: int = 0
+    short: list[str] = field(default_factory=list)  # disks with fewer replicas than asked
 
 
 async def files_on(chunks, identity, keepalive) -> set:
@@ -73,14 +85,16 @@ async def files_on(chunks, identity, keepalive) -> set:
 
 async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
                split: bool = False, level: int = DEFAULT_LOAD_LEVEL, identity=None,
-               keepalive=1.0, progress=None) -> LoadReport:
+               keepalive=1.0, progress=None, replicas: int | None = None) -> LoadReport:
     """Load files (from gather()) into disks of app, passing over those already on them;
     return what went where.  A LoadError names what was not loaded."""
     app_pattern(app)
     if not items:
         raise LoadError("nothing to load: the sources hold no files")
-    chosen = plan_load(named_disks(Database(ndb_path)),
-                       await services(registry, "resource", "kfs"), app)
+    live = await services(registry, "resource", "kfs")
+    chosen = plan_load(named_disks(Database(ndb_path)), live, app)
+    if replicas is None and len({c.attrs.get("host") for c in live}) < 2:
+        replicas = 0  # by default, replicas only where there is another node to hold them
     sizes = [t.capacity for t in chosen.targets] or \
         [int(c.attrs["size"]) for _, c in chosen.filled]
     if sizes:
@@ -103,6 +117,12 @@ async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
         await sender.fill(Packer(todo, level, progress), report)
     except LoadError as err:
         failure = err  # what was filled is registered all the same, and usable at once
+    if failure is None and report.disks and replicas != 0:
+        try:
+            await copy_disks(report, list(sender.spare), replicas, ndb_path, identity,
+                             keepalive)
+        except GeryonError as err:
+            failure = LoadError(f"{err}. The disks themselves are filled and registered")
     try:
         await Refresher(registry, ndb_path).refresh()
     except GeryonError as err:
@@ -112,6 +132,25 @@ async def load(registry: Client, items: list[Item], app: str, ndb_path: Path, *,
     if failure is not None:
         raise failure
     return report
+
+
+async def copy_disks(report: LoadReport, spare: list[Target], replicas: int | None,
+                     ndb_path: Path, identity, keepalive: float) -> None:
+    """Give each disk the load filled its replicas, and wait until they are in sync."""
+    from geryon.disks.replicas import add_replicas
+    count = 1 if replicas is None else replicas
+    chosen, short = place_replicas([(d.disk, d.host, []) for d in report.disks], spare, count)
+    if short and replicas is not None:
+        raise LoadError("not enough empty chunks for the replicas asked for: "
+                        + "; ".join(short) + ". Add chunks (geryon node --new-chunks N) and "
+                        "run `geryon disks replicate DISK` for each")
+    report.short = short
+    named = {d.name: d for d in named_disks(Database(ndb_path))}
+    placed = await add_replicas(ndb_path, {k: v for k, v in chosen.items() if v}, named,
+                                identity, keepalive)
+    by_disk = {d.disk: d for d in report.disks}
+    for copy in placed:
+        by_disk[copy.master].replicas.append((copy.name, copy.host))
 
 
 class Sender:
@@ -130,6 +169,7 @@ class Sender:
         try:
             for target in self.spare:
                 if packer.finished:
+                    self.spare = itertools.chain([target], self.spare)  # still spare
                     break
                 first = packer.done
                 image, count, packed = await asyncio.to_thread(packer.pack, target.capacity)
@@ -197,7 +237,7 @@ class Sender:
             image.unlink(missing_ok=True)
         if not target.named:
             self.number += 1
-        return Loaded(target.name, target.host, count, packed)
+        return Loaded(target.name, target.host, count, packed, target.chunk)
 
     async def put(self, target: Target, image: Path):
         """Send the image: None once the chunk holds it, or (the node's refusal, whether

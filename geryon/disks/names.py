@@ -6,6 +6,11 @@ A disk has three faces.  The ndb file *names* it (`name=dN.app kfs` with
 `resource kfs host NODE id chunkN`: a live chunk, found with live_chunks().  refresh
 *registers* the disk under its name with the chunk's address: a RegisteredDisk, which is
 what a client dials.  states() sets the three side by side for `geryon disks`.
+
+A disk may have replicas: `replica=NAME` on its entry (as often as it has copies) names
+other disks, each marked with a bare `replica`, whose chunks follow the master's log.  A
+replica is *in sync* when its chunk has the master's log id and at least the bytes the
+master last published; replica_state() says so, or how far behind it is.
 """
 
 from dataclasses import dataclass
@@ -22,9 +27,18 @@ class NamedDisk:
     name: str
     host: str
     chunk: str
-    replica: str = ""
+    replica: str = ""  # its replicas' names, blank-separated, as the registry lists them
     source: str | None = None  # the ndb file and line of its entry, for messages
     lineno: int | None = None
+    copy: bool = False  # the entry is marked `replica`: this disk is another's copy
+
+    @property
+    def replicas(self) -> list[str]:
+        return self.replica.split()
+
+    @property
+    def master(self) -> str:
+        return f"{self.host}!{self.chunk}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class RegisteredDisk:
 
     @classmethod
     def of(cls, service: Service) -> "RegisteredDisk":
+        if "addr" not in service.attrs and service.attrs.get("down"):
+            raise DiskError(f"disk {service.name} is down: {service.attrs['down']}")
         if "addr" not in service.attrs:
             raise DiskError(f"{service.name} is registered but has no addr; it is not a disk")
         attrs = service.attrs
@@ -75,9 +91,37 @@ def disks_of(entries) -> list[NamedDisk]:
             raise NdbError(f"disk {name} is named again (first at {first.source}:"
                            f"{first.lineno}); a disk has one entry: remove or rename one",
                            entry.source, entry.lineno)
-        disks[name] = NamedDisk(name, host, chunk, entry.get("replica") or "",
-                                entry.source, entry.lineno)
+        replicas = [r for r in entry.getall("replica") if r]
+        for replica in replicas:
+            try:
+                check_disk_name(replica)
+            except DiskError as err:
+                raise NdbError(f"disk {name}: replica={replica}: {err}", entry.source,
+                               entry.lineno) from None
+        disks[name] = NamedDisk(name, host, chunk, " ".join(replicas), entry.source,
+                                entry.lineno, copy="" in entry.getall("replica"))
     return list(disks.values())
+
+
+def replica_state(master_used: int | None, master_log: str | None, replica) -> tuple:
+    """(state, bytes behind) of a replica's live chunk (None: not served) against what its
+    master holds (or last published): 'in sync', 'behind', 'other log' (it will fetch the
+    master whole) or 'down'."""
+    if replica is None:
+        return "down", None
+    if master_used is None or not master_log:
+        return "unknown", None
+    if replica.attrs.get("log") != master_log:
+        return "other log", None
+    behind = master_used - int(replica.attrs.get("used", 0))
+    return ("in sync", 0) if behind <= 0 else ("behind", behind)
+
+
+def describe(state: str, behind: int | None) -> str:
+    """A replica state as people read it."""
+    return {"behind": f"behind by {behind} bytes",
+            "other log": "behind (fetching the master's new log whole)",
+            "unknown": "unknown (what its master published is not known)"}.get(state, state)
 
 
 def live_chunks(services: list[Service]) -> dict:
@@ -130,7 +174,8 @@ class DiskState:
     chunk: str
     used: int | None
     size: int | None
-    state: str  # live, unregistered, down, stale
+    state: str  # live, unregistered, down, stale; a replica's: in sync, behind by N, ...
+    replica_of: str = ""  # the master disk, for a replica's row
 
 
 def states(disks: list[NamedDisk], services: list[Service]) -> list[DiskState]:
@@ -139,17 +184,47 @@ def states(disks: list[NamedDisk], services: list[Service]) -> list[DiskState]:
     down (chunk not served, entry dropped), stale (registered, chunk gone or not named)."""
     chunks = live_chunks(services)
     registered = registered_disks(services)
+    by_name = {d.name: d for d in disks}
+    shown = {r for d in disks for r in d.replicas if r in by_name}
     out = []
     for disk in disks:
+        if disk.name in shown:
+            continue  # shown beneath its master
+        entry = registered.get(disk.name)
         chunk = chunks.get((disk.host, disk.chunk))
         if chunk:
+            state = "live" if disk.name in registered else "unregistered"
+            if entry is not None and disk.replicas:
+                state += ", serving" if entry.attrs.get("addr") == chunk.name else ""
             out.append(DiskState(disk.name, disk.host, disk.chunk,
                                  int(chunk.attrs.get("used", 0)),
-                                 int(chunk.attrs.get("size", 0)),
-                                 "live" if disk.name in registered else "unregistered"))
+                                 int(chunk.attrs.get("size", 0)), state))
         else:
-            out.append(DiskState(disk.name, disk.host, disk.chunk, None, None,
-                                 "stale" if disk.name in registered else "down"))
+            state = "stale" if entry is not None and "addr" in entry.attrs and \
+                "serving" not in entry.attrs else "down"
+            if entry is not None and entry.attrs.get("down"):
+                state = f"down: {entry.attrs['down']}"
+            out.append(DiskState(disk.name, disk.host, disk.chunk, None, None, state))
+        if chunk:
+            used, log = int(chunk.attrs.get("used", 0)), chunk.attrs.get("log")
+        elif entry is not None and entry.attrs.get("used", "").isdigit():
+            used, log = int(entry.attrs["used"]), entry.attrs.get("log")
+        else:
+            used = log = None
+        for name in disk.replicas:
+            copy = by_name.get(name)
+            if copy is None:
+                out.append(DiskState(name, "-", "-", None, None,
+                                     "not named in the ndb file", disk.name))
+                continue
+            served = chunks.get((copy.host, copy.chunk))
+            state = describe(*replica_state(used, log, served))
+            if entry is not None and entry.attrs.get("serving") == name:
+                state += ", serving (read-only)"
+            out.append(DiskState(name, copy.host, copy.chunk,
+                                 int(served.attrs.get("used", 0)) if served else None,
+                                 int(served.attrs.get("size", 0)) if served else None,
+                                 state, disk.name))
     named = {d.name for d in disks}
     for name, entry in sorted(registered.items()):
         if name not in named:

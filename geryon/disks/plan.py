@@ -8,6 +8,13 @@ should hold the persistent entry
 
 and entries with `automount` whose disk is no longer named, or whose chunk is gone, go.
 
+A disk with replicas also records in its entry what its master last published (`used U
+log L`).  When the master's chunk is gone (and removing is allowed: not in refresh
+--watch's grace), the entry is pointed at a live replica that holds all of that, marked
+`serving NAME readonly 1 master HOST!chunkN`; when none does, the entry stays without an
+`addr`, with `down REASON`, keeping the record, so that a replica that catches up later
+(or the master returning) is served again.  A replica that is behind is never served.
+
 load: empty chunks to fill, in order (empty disks the ndb file names for the application
 first, by number; then unnamed empty chunks round-robin across nodes), and which files are
 already on the application's disks, so that a load run again after it stopped short loads
@@ -20,7 +27,8 @@ from dataclasses import dataclass
 from geryon import quote
 from geryon.chunkfs.record import HEADER_SIZE
 from geryon.disks.errors import LoadError
-from geryon.disks.names import NamedDisk, live_chunks, registered_disks
+from geryon.disks.names import (NamedDisk, describe, live_chunks, registered_disks,
+                                replica_state)
 from geryon.registry.core import Service
 
 
@@ -42,7 +50,43 @@ def desired(disk: NamedDisk, chunk: Service) -> dict:
              "id": disk.chunk}
     if disk.replica:
         attrs["replica"] = disk.replica
+        attrs.update({k: chunk.attrs[k] for k in ("used", "log") if k in chunk.attrs})
     return attrs
+
+
+def published(entry: Service | None) -> tuple[int | None, str | None]:
+    """What a disk's entry records its master last published: (used, log id)."""
+    if entry is None or not entry.attrs.get("used", "").isdigit():
+        return None, None
+    return int(entry.attrs["used"]), entry.attrs.get("log")
+
+
+def failover(disk: NamedDisk, entry: Service | None, named: dict, chunks: dict) -> dict:
+    """The entry a disk whose master's chunk is gone should have: served by a replica that
+    holds all its master last published (the one serving already, if it still does, else
+    the first in the ndb file's order), or, with none, no addr and the reason it is down."""
+    used, log_id = published(entry)
+    record = {"used": str(used), "log": log_id} if used is not None and log_id else {}
+    serving = entry.attrs.get("serving") if entry is not None else None
+    notes = []
+    order = sorted(disk.replicas, key=lambda name: name != serving)
+    for name in order:
+        copy = named.get(name)
+        chunk = chunks.get((copy.host, copy.chunk)) if copy is not None else None
+        state, behind = replica_state(used, log_id, chunk)
+        if state == "in sync":
+            return {"host": copy.host, "automount": "1", "persist": "1", "addr": chunk.name,
+                    "id": copy.chunk, "replica": disk.replica, **record, "serving": name,
+                    "readonly": "1", "master": disk.master}
+        notes.append(f"{name} is {'not named in the ndb file' if copy is None else describe(state, behind)}")
+    if not record:
+        why = (f"its master {disk.master} is not served, and what it last published is not "
+               "known, so no replica can be trusted")
+    else:
+        why = (f"its master {disk.master} is not served and no replica holds all it last "
+               f"published ({'; '.join(notes)})")
+    return {"host": disk.host, "automount": "1", "persist": "1", "id": disk.chunk,
+            "replica": disk.replica, **record, "down": why}
 
 
 def plan(disks: list[NamedDisk], services: list[Service], remove: bool = True) -> list[Action]:
@@ -50,15 +94,24 @@ def plan(disks: list[NamedDisk], services: list[Service], remove: bool = True) -
     (remove=False: add and update only, leave entries whose chunk is missing)."""
     chunks = live_chunks(services)
     current = registered_disks(services)
+    named = {d.name: d for d in disks}
     actions = []
     wanted = set()
     for disk in disks:
         chunk = chunks.get((disk.host, disk.chunk))
-        if chunk is None:
+        have = current.get(disk.name)
+        if chunk is not None:
+            attrs = desired(disk, chunk)
+        elif disk.replicas and (remove or have is not None):
+            wanted.add(disk.name)  # kept, whatever happens: it holds the record
+            if not remove:
+                continue  # failing over waits, as removing does
+            attrs = failover(disk, have, named, chunks)
+            if have is None and "down" in attrs:
+                continue  # nothing to record yet: down, with no entry, as any disk
+        else:
             continue  # its chunk is not live: the disk is not offered (removed below)
         wanted.add(disk.name)
-        attrs = desired(disk, chunk)
-        have = current.get(disk.name)
         if have is None:
             actions.append(Action("add", disk.name, tuple(attrs.items())))
         elif have.attrs != attrs:
@@ -181,3 +234,65 @@ def not_yet_loaded(items: list, present: set) -> list:
 
 def _seconds(mtime: float | None) -> int | None:
     return None if mtime is None else int(mtime)
+
+
+REPLICA_NAME = re.compile(r"(.+)\.r(\d+)")
+
+
+def replica_names(disk: str, taken: set, count: int) -> list[str]:
+    """The next `count` free names for replicas of disk: d0.mbox.r1, d0.mbox.r2, ...  A
+    replica's name is its master's plus `.rN`, so no two applications' can meet."""
+    names, number = [], 1
+    while len(names) < count:
+        name = f"{disk}.r{number}"
+        if name not in taken:
+            names.append(name)
+        number += 1
+    return names
+
+
+def place_replicas(masters: list[tuple[str, str, list[str]]], spare: list[Target],
+                   count: int) -> tuple[dict, list[str]]:
+    """Choose empty chunks for the replicas of each (disk, master's host, hosts holding its
+    replicas already) so that the disk has `count` copies on other hosts than its master's
+    and each other's; a host with more spare chunks is taken first, so the replicas spread.
+    Returns ({disk: [Target]}, a message for each disk short of replicas)."""
+    left = [t for t in spare if not t.named]
+    chosen, short = {}, []
+    for disk, host, have in masters:
+        used = {host, *have}
+        picks = []
+        while len(have) + len(picks) < count:
+            free = {}
+            for target in left:
+                if target.host not in used:
+                    free.setdefault(target.host, []).append(target)
+            if not free:
+                break
+            best = max(sorted(free), key=lambda h: len(free[h]))
+            pick = free[best][0]
+            left.remove(pick)
+            picks.append(pick)
+            used.add(best)
+        chosen[disk] = picks
+        if len(have) + len(picks) < count:
+            short.append(f"{disk} has {len(have) + len(picks)} of {count} replicas: no empty "
+                         f"chunk is free on another node than {', '.join(sorted(used))}")
+    return chosen, short
+
+
+def unfollowing(disks: list[NamedDisk], services: list[Service]) -> list[tuple[str, str]]:
+    """(address, master) of each live chunk the ndb file names as a replica that does not
+    follow that master (registered without `replicaof MASTER`): a master demoted by
+    `disks promote` whose node serves it again, or a replica named by hand."""
+    chunks = live_chunks(services)
+    named = {d.name: d for d in disks}
+    out = []
+    for disk in disks:
+        for name in disk.replicas:
+            copy = named.get(name)
+            chunk = chunks.get((copy.host, copy.chunk)) if copy is not None else None
+            if chunk is not None and not is_cpu_disk(chunk) and \
+                    chunk.attrs.get("replicaof") != disk.master:
+                out.append((chunk.name, disk.master))
+    return out

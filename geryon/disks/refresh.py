@@ -4,6 +4,9 @@ caerwyn's refresh, made idempotent and complete.  plan.plan() decides, from the 
 file's disks and the registry's services, what to add, update, replace and remove; a
 Refresher reads both, applies the plan and notes disks whose master no node serves.
 watch() does it on every change, and follow() keeps watching across registry restarts.
+A chunk the ndb file names as a replica but that does not follow its master is told to
+(`replicate MASTER 0`, which answers at once): so a master demoted by `disks promote`
+becomes its successor's replica when its node serves it again.
 """
 
 import asyncio
@@ -14,7 +17,7 @@ from pathlib import Path
 from geryon.disks.cluster import Naming, named_disks, services
 from geryon.disks.errors import RefreshError
 from geryon.disks.names import unserved
-from geryon.disks.plan import Action, cpu_disks_to_name, plan
+from geryon.disks.plan import Action, cpu_disks_to_name, plan, unfollowing
 from geryon.errors import GeryonError
 from geryon.ndb.database import Database
 from geryon.registry.lines import format_pairs, format_service
@@ -62,8 +65,20 @@ class Refresher:
                 except GeryonError as err:
                     failed.append(f"disk {action.name}: {err}")
             if not failed:
+                await self.tell_to_follow(disks, now)
                 return done
         raise RefreshError("; ".join(failed))
+
+    async def tell_to_follow(self, disks, now) -> None:
+        from geryon.ns.client import Client
+        for addr, master in unfollowing(disks, now):
+            try:
+                async with await Client.connect(addr) as chunk:
+                    done = await chunk.run(f"replicate {master} 0")
+                log.info("told %s to follow %s: %s", addr, master,
+                         (done.stdout or done.stderr).decode(errors="replace").strip())
+            except GeryonError as err:  # the next refresh tries again
+                log.warning("could not tell %s to follow %s: %s", addr, master, err)
 
     def _named(self, now) -> list:
         """The ndb file's disks, after naming the cpu disks it lacks."""
