@@ -85,6 +85,7 @@ def test_sqlite_state_outlives_the_process_and_a_half_done_finish_leaves_nothing
     first = SQLiteStorage(tmp_path)
     first.save_job(rec(first.new_job_id()))
     first.finish_task(rec(1), 0, 0, b"data 1 0\na")
+    first.flush()
     # what a SIGKILL between the two writes of finish_task would leave: the transaction
     # never commits, so neither the task nor its result is there
     first.db.execute("begin")
@@ -97,3 +98,32 @@ def test_sqlite_state_outlives_the_process_and_a_half_done_finish_leaves_nothing
     assert again.new_job_id() == 2
     mode = sqlite3.connect(tmp_path / "sched.db").execute("pragma journal_mode").fetchone()
     assert mode == ("wal",)
+
+
+def test_finished_tasks_are_kept_by_flush_and_a_reopened_store_has_only_those(tmp_path):
+    s = SQLiteStorage(tmp_path / "state")
+    s.save_job(rec(1))
+    s.finish_task(rec(1), 0, 0, b"data 2 0\nA\n")
+    s.flush()
+    s.finish_task(rec(1), 1, 0, b"data 2 1\nB\n")
+    assert s.result(1) == b"data 2 0\nA\ndata 2 1\nB\n"   # seen at once by the scheduler
+    other = SQLiteStorage(tmp_path / "state")              # as after a SIGKILL now
+    assert other.result(1) == b"data 2 0\nA\n" and other.tasks(1) == {0: ("done", 0)}
+    other.close()
+    s.save_task(1, 2, "pending", 1)                         # any other change commits too
+    again = SQLiteStorage(tmp_path / "state")
+    assert again.tasks(1) == {0: ("done", 0), 1: ("done", 0), 2: ("pending", 1)}
+    again.close()
+    s.close()
+
+
+def test_a_failed_finish_undoes_itself_but_not_the_finishes_before_it(tmp_path):
+    s = SQLiteStorage(tmp_path / "state")
+    s.finish_task(rec(1), 0, 0, b"kept")
+    s.db.execute("create trigger refuse before insert on result when new.n = 1 "
+                 "begin select raise(abort, 'disk full'); end")
+    with pytest.raises(sqlite3.Error):
+        s.finish_task(rec(1), 1, 0, b"lost")
+    s.flush()
+    assert s.result(1) == b"kept" and s.tasks(1) == {0: ("done", 0)}
+    s.close()

@@ -18,16 +18,19 @@ sched_option = click.option("--sched", "-S", default="", metavar="ADDR",
               help="dial string to listen on (port 0: any free port)")
 @click.option("--state", default="", help="directory for jobs, tasks and results "
               "(default: $GERYON_HOME/sched)")
+@click.option("--scripts", default="", help="directory of the job scripts that jobs may "
+              "name with (script NAME) (default: STATE/scripts)")
 @registry_option
 @click.option("--port-file", default="", help="write the port listened on to this file")
 @ready_option
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
-def sched(address, state, registry, port_file, ready_file, verbose):
+def sched(address, state, scripts, registry, port_file, ready_file, verbose):
     """Serve Owen's scheduler: the labour exchange, as a file tree over SFTP.
 
     Workers dial in and pull tasks; controllers post jobs under admin/.  Every job, task
     and result is kept in SQLite in --state, so a restarted scheduler carries on.  With
-    a registry configured it registers itself as `svc infsched`.
+    a registry configured it registers itself as `svc infsched`.  A job's (script NAME)
+    runs only a script installed in --scripts.
 
     \b
     Example:
@@ -47,7 +50,7 @@ def sched(address, state, registry, port_file, ready_file, verbose):
 
     async def main():
         server = SchedServer(Path(state) if state else home() / "sched", Identity.load(),
-                             config=config)
+                             config=config, scripts=Path(scripts) if scripts else None)
         await server.start(address)
         if port_file:
             Path(port_file).write_text(f"{server.port}\n")

@@ -203,6 +203,7 @@ class Job:
     log: deque = field(default_factory=deque)
     version: int = 0                 # bumped on every change a monitor shows
     last_failure: str = ""
+    states: dict = field(default_factory=lambda: {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0})
 
     def record(self) -> JobRecord:
         return JobRecord(self.id, self.owner, self.uniq, self.state, self.priority,
@@ -211,11 +212,24 @@ class Job:
                          self.finished, dict(self.counts))
 
     def tally(self) -> dict:
-        """How many tasks are in each state."""
-        out = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
+        """How many tasks are in each state (kept as tasks move, so reading it is cheap)."""
+        return dict(self.states)
+
+    def recount(self) -> None:
+        """Count the tasks in each state again (after they were set wholesale)."""
+        self.states = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
         for task in self.tasks:
-            out[task.state] += 1
-        return out
+            self.states[task.state] += 1
+
+    def move(self, task: "Task", event: str) -> None:
+        """Move task on by the TASK table, keeping the tally."""
+        state = step(TASK, task.state, event, f"task {task.taskid(self)}")
+        self.states[task.state] -= 1
+        self.states[state] += 1
+        task.state = state
+
+    def finished_all(self) -> bool:
+        return bool(self.tasks) and self.states[DONE] + self.states[FAILED] == len(self.tasks)
 
     def monitor(self) -> str:
         """Owen's monitor fields, as `name value` pairs on one line."""
@@ -347,6 +361,7 @@ class Scheduler:
                     task = job.tasks[n]
                     task.state = state if state in FINISHED else PENDING
                     task.failures = failures
+            job.recount()
             self._queue_tasks(job)
             self.log(job, "restored after a restart")
 
@@ -360,6 +375,7 @@ class Scheduler:
                      for i, spec in enumerate(specs)]
         for i, task in enumerate(job.tasks):
             task.n = i
+        job.recount()
         if not job.description:
             job.description = getattr(gen, "description", "") or ""
 
@@ -737,7 +753,7 @@ class Scheduler:
         best = None
         for n in job.running:  # a speculative copy of a running task
             task = job.tasks[n]
-            if (len(task.active) < self.rules.copies and len(task.active) < self.rules.copies
+            if (len(task.active) < self.rules.copies
                     and task.jobtype in types and node.last != (job.id, task.n)
                     and not any(a.node is node for a in task.active)):
                 key = (len(task.active), min(a.started for a in task.active))
@@ -751,7 +767,7 @@ class Scheduler:
         self.serial += 1
         deadline = job.deadline or self.rules.deadline
         attempt = Attempt(self.serial, job, task, node, started=now, deadline=now + deadline)
-        task.state = step(TASK, task.state, "assign", f"task {task.taskid(job)}")
+        job.move(task, "assign")
         task.active.append(attempt)
         job.running.add(task.n)
         node.attempts[f"#{attempt.serial}"] = attempt
@@ -815,22 +831,21 @@ class Scheduler:
     def reconnect(self, node: Node, taskid: str, worker_id: str, ok: bool, output: bytes,
                   why: str = "") -> str:
         """A result handed in after a lost connection (or a scheduler restart)."""
+        attempt = self.reconnected(node, taskid, worker_id)
+        outcome = self.result(attempt, ok, output, why)
+        node.attempts.pop(worker_id, None)
+        return outcome
+
+    def reconnected(self, node: Node, taskid: str, worker_id: str) -> Attempt:
+        """The attempt a result handed in through `reconnect` ends (made again when this
+        scheduler no longer knows it: a restart, say); result() takes the result."""
         job, n = self.parse_taskid(taskid)
         task = job.tasks[n]
         attempt = node.attempts.get(worker_id)
         if attempt is None or attempt.task is not task:
             attempt = Attempt(0, job, task, node, state=DISCONNECTED, worker_id=worker_id,
                               started=self.clock())
-        job.counts["dataout"] += len(output)
-        if ok:
-            reason = job.generator.verify(n, output)
-            if reason:
-                ok, why = False, f"the result was refused: {reason}"
-        outcome = self._end(attempt, "good" if ok else "bad", output, why)
-        node.attempts.pop(worker_id, None)
-        self.dispatch()
-        self.changed()
-        return outcome
+        return attempt
 
     def parse_taskid(self, taskid: str) -> tuple[Job, int]:
         try:
@@ -884,7 +899,7 @@ class Scheduler:
                 job.counts["duplicate"] += 1
                 outcome = "duplicate"
             else:
-                task.state = step(TASK, task.state, "good", f"task {task.taskid(job)}")
+                job.move(task, "good")
                 task.took = max(0.0, now - attempt.started)
                 job.counts["totaltime"] += task.took
                 record = job.generator.record(task.n, output)
@@ -922,22 +937,21 @@ class Scheduler:
             return
         limit = getattr(job.generator, "failure_limit", 5)
         if failed and task.failures >= limit:
-            task.state = step(TASK, task.state, "give up", f"task {task.taskid(job)}")
+            job.move(task, "give up")
             for other in list(task.active):
                 self._stop(other)
             self.log(job, f"task {task.n} failed for good after {task.failures} failures")
             return
         if task.active or task.state == PENDING:
             return
-        task.state = step(TASK, task.state, "retry", f"task {task.taskid(job)}")
+        job.move(task, "retry")
         if failed:
             job.retry.append(task.n)
         else:
             job.retry.appendleft(task.n)
 
     def _maybe_finish(self, job: Job) -> None:
-        if job.state in (RUNNING_JOB, STOPPED_JOB) and job.tasks and all(
-                t.state in FINISHED for t in job.tasks):
+        if job.state in (RUNNING_JOB, STOPPED_JOB) and job.finished_all():
             self._move(job, "finish")
             job.finished = self.clock()
             self.save(job)
@@ -948,7 +962,7 @@ class Scheduler:
         """What time alone changes: overdue attempts fail, blacklisted nodes are let back."""
         now = self.clock()
         for job in list(self.jobs.values()):
-            for task in job.tasks:
+            for task in [job.tasks[n] for n in job.running]:
                 for attempt in list(task.active):
                     if attempt.state == RUNNING and now > attempt.deadline + self.rules.grace:
                         self.tell_stop(attempt)

@@ -1,6 +1,7 @@
 """The Owen scheduler service: the scheduler tree served over SSH, its state in SQLite,
-a clock that ticks once a second (deadlines, parole), and its `svc infsched` entry in the
-registry when one is configured."""
+a clock that ticks once a second (deadlines, parole), the job scripts installed in its
+scripts directory, and its `svc infsched` entry in the registry when one is
+configured."""
 
 import asyncio
 import logging
@@ -13,6 +14,7 @@ from geryon.config import Config
 from geryon.ns.ca import Identity
 from geryon.ns.server import Server
 from geryon.owen.core import Rules, Scheduler
+from geryon.owen.jobscript import JobScripts
 from geryon.owen.store import SQLiteStorage
 from geryon.owen.tree import Limits, SchedTree
 
@@ -26,18 +28,26 @@ class SchedServer:
 
     def __init__(self, state: Path, identity: Identity, *, config: Config | None = None,
                  load=None, formats: dict | None = None, keepalive: float | None = None,
-                 register: bool = True, clock=time.time):
+                 register: bool = True, clock=time.time, scripts: Path | None = None):
         self.config = config or Config.load()
         if load is None:
             from geryon.owen.generators import FORMATS, load
             formats = FORMATS if formats is None else formats
+        self.scripts = JobScripts(Path(scripts) if scripts else Path(state) / "scripts")
+        generate = load
+
+        def load(argv, data_dir):   # a job naming a script that is not installed fails
+            generator = generate(argv, data_dir)
+            self.scripts.check(generator)
+            return generator
+
         self.storage = SQLiteStorage(Path(state))
         self.sched = Scheduler(self.storage, load, Rules.from_config(self.config), clock=clock)
         restored = [j for j in self.sched.jobs.values() if j.state != "deleted"]
         log.info("scheduler: %d jobs restored from %s", len(restored), self.storage.path)
         self.tree = SchedTree(self.sched, formats or {},
                               Limits(int(self.config.owen_data_bytes),
-                                     int(self.config.owen_result_bytes)))
+                                     int(self.config.owen_result_bytes)), self.scripts)
         self.server = Server(self.tree, identity, keepalive=float(
             keepalive if keepalive is not None else self.config.keepalive))
         self.identity = identity

@@ -7,6 +7,12 @@ result is appended in the same transaction that marks it done, so a scheduler ki
 any moment has either both or neither: restarted, it runs the task again or not at all,
 and no result is lost or written twice.
 
+Finished tasks are group-committed: finish_task may leave its transaction open, and
+flush() commits every finish since the last one at once (any other change commits them
+too, before its call returns).  A result counts as kept, and its worker is answered, only
+after a flush (geryon.owen.tree does this once per turn of the event loop), so a worker
+that was answered never loses its result, and one that was not hands it in again.
+
 MemoryStorage keeps everything but the data files in memory (tests, and a scheduler with
 no state to keep); SQLiteStorage keeps it in `sched.db` (WAL) in the state directory.
 Both pass the one contract suite, tests/test_owen_store.py (as geryon.registry.store does).
@@ -83,7 +89,11 @@ class Storage(ABC):
 
     @abstractmethod
     def finish_task(self, job: JobRecord, n: int, failures: int, record: bytes) -> None:
-        """At once: task n is done, record is appended to the result, job is saved."""
+        """At once: task n is done, record is appended to the result, job is saved; kept
+        for good at the next flush() (or any other change)."""
+
+    def flush(self) -> None:
+        """Make every finish_task so far permanent."""
 
     @abstractmethod
     def result(self, job: int, offset: int = 0, size: int = -1) -> bytes:
@@ -158,7 +168,8 @@ create index if not exists result_job on result (job, start);
 
 class SQLiteStorage(Storage):
     """State kept in `sched.db` (SQLite, WAL) in a state directory, each change committed
-    before the call returns."""
+    before the call returns, but finish_task, whose transaction flush() commits (with
+    synchronous=normal a commit is in the WAL file, so a killed process loses none)."""
 
     def __init__(self, directory: Path):
         super().__init__(directory)
@@ -176,6 +187,7 @@ class SQLiteStorage(Storage):
         self.sizes: dict[int, int] = {}
 
     def new_job_id(self):
+        self.flush()
         with self.db:
             self.db.execute("begin immediate")
             row = self.db.execute("select value from meta where key = 'next_job'").fetchone()
@@ -192,12 +204,23 @@ class SQLiteStorage(Storage):
              quote.join(job.argv), job.deadline, job.created, job.finished,
              json.dumps(job.counts, sort_keys=True)))
 
+    def flush(self):
+        if self.db.in_transaction:
+            try:
+                self.db.commit()
+            except sqlite3.Error:
+                self.db.rollback()
+                self.sizes.clear()
+                raise
+
     def save_job(self, job):
         self._save(job)
+        self.flush()
 
     def delete_job(self, job):
         with self.db:
-            self.db.execute("begin")
+            if not self.db.in_transaction:
+                self.db.execute("begin")
             for table, key in (("job", "id"), ("task", "job"), ("result", "job")):
                 self.db.execute(f"delete from {table} where {key} = ?", (job,))
         self.sizes.pop(job, None)
@@ -217,6 +240,7 @@ class SQLiteStorage(Storage):
     def save_task(self, job, n, state, failures):
         self.db.execute("insert or replace into task values (?, ?, ?, ?)",
                         (job, n, state, failures))
+        self.flush()
 
     def tasks(self, job):
         rows = self.db.execute("select n, state, failures from task where job = ?", (job,))
@@ -224,13 +248,20 @@ class SQLiteStorage(Storage):
 
     def finish_task(self, job, n, failures, record):
         start = self.result_size(job.id)
-        with self.db:
+        if not self.db.in_transaction:
             self.db.execute("begin")
+        self.db.execute("savepoint finish")   # a failure undoes this finish, not the others
+        try:
             self._save(job)
             self.db.execute("insert or replace into task values (?, ?, 'done', ?)",
                             (job.id, n, failures))
             self.db.execute("insert into result (job, n, start, data) values (?, ?, ?, ?)",
                             (job.id, n, start, bytes(record)))
+        except sqlite3.Error:
+            self.db.execute("rollback to finish")
+            raise
+        finally:
+            self.db.execute("release finish")
         self.sizes[job.id] = start + len(record)
 
     def result(self, job, offset=0, size=-1):
@@ -254,4 +285,5 @@ class SQLiteStorage(Storage):
         return self.sizes[job]
 
     def close(self):
+        self.flush()
         self.db.close()

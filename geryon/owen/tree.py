@@ -62,9 +62,12 @@ class Limits:
 class SchedTree(Dir):
     """The root: worker files, and admin/ for controllers and monitors."""
 
-    def __init__(self, sched, formats: dict, limits: Limits | None = None):
+    def __init__(self, sched, formats: dict, limits: Limits | None = None, scripts=None):
         self.sched = sched
         self.limits = limits or Limits()
+        self.scripts = scripts           # geryon.owen.jobscript.JobScripts, for (script ...)
+        self.flushing: asyncio.Future | None = None
+        self.finalising: set = set()
         self.conns: dict = {}
         self.ready: dict[int, asyncio.Event] = {}   # waiter serial -> its event
         self.stop_events: dict = {}                 # node -> event for its stoptask readers
@@ -94,6 +97,53 @@ class SchedTree(Dir):
 
     def entries(self, caller):
         return self.fixed
+
+    # -- results --
+
+    async def hand_in(self, attempt, ok: bool, data: bytes) -> str:
+        """A worker's result for attempt: judged (the job's verify script), given to the
+        core, and kept for good before this returns; what became of it."""
+        why = "" if ok else data[-2000:].decode(errors="replace")
+        script = getattr(attempt.job.generator, "script", None)
+        if ok and script:
+            reason = await self.scripts.verify(script, self._script_env(attempt), data)
+            if reason:
+                ok, why = False, reason
+        outcome = self.sched.result(attempt, ok, data if ok else b"", why=why)
+        await self.kept()
+        if outcome == "done" and script:
+            run = asyncio.ensure_future(self._finalise(attempt, script, data))
+            self.finalising.add(run)
+            run.add_done_callback(self.finalising.discard)
+        return outcome
+
+    def kept(self) -> asyncio.Future:
+        """Done once what the core has changed so far is in storage for good.  Every
+        result handed in during one turn of the event loop shares one commit."""
+        if self.flushing is None:
+            self.flushing = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._flush)
+        return self.flushing
+
+    def _flush(self) -> None:
+        done, self.flushing = self.flushing, None
+        try:
+            self.sched.storage.flush()
+        except Exception as err:  # the workers are told; they hand their results in again
+            log.exception("scheduler: could not keep finished tasks")
+            done.set_exception(OwenError(f"task: the scheduler could not keep the result "
+                                         f"({err}); hand it in again through reconnect"))
+        else:
+            done.set_result(None)
+
+    def _script_env(self, attempt) -> dict:
+        return {"taskid": attempt.taskid, "job": str(attempt.job.id),
+                "task": str(attempt.task.n), **dict(attempt.task.spec.env)}
+
+    async def _finalise(self, attempt, script, data: bytes) -> None:
+        reason = await self.scripts.finalise(script, self._script_env(attempt), data)
+        if reason:
+            self.sched.log(attempt.job, f"task {attempt.task.n}: {reason}")
 
     # -- per connection --
 
@@ -142,7 +192,7 @@ class SchedTree(Dir):
 
 
 class TaskFile(File):
-    """`task`: each open is a free slot of the worker asking for work."""
+    """`task`: each open is a task slot of the worker asking for work."""
 
     readers = writers = WORKER
 
@@ -151,67 +201,63 @@ class TaskFile(File):
 
     async def open(self, caller, read, write):
         node = self.tree.node(caller, "task")
-        return TaskHandle(self.tree, caller, self.tree.sched.request(node))
+        return TaskHandle(self.tree, caller, node)
 
 
 # What a `task` handle takes next: state -> (the operation allowed, the state after it).
+# A result written whole moves "started" on to "finished" (TaskHandle.write).
 TASK_FILE = {"waiting": ("read", "offered"), "offered": ("write", "started"),
-             "started": ("read", "described"), "described": ("write", "described"),
-             "finished": (None, "finished")}
+             "started": ("write", "started"), "finished": ("read", "offered")}
 
 
 class TaskHandle(MessageHandle):
-    """One attempt's exchange on `task`, in the order TASK_FILE gives (wire.py)."""
+    """One slot's exchange on `task`, in the order TASK_FILE gives (wire.py): an offer, the
+    worker's id, the result, and again the next offer while the file stays open."""
 
-    def __init__(self, tree: SchedTree, caller, waiter):
+    def __init__(self, tree: SchedTree, caller, node):
         super().__init__(caller, self._next)
-        self.tree, self.waiter = tree, waiter
+        self.tree, self.node = tree, node
         self.state = "waiting"
+        self.waiter = tree.sched.request(node)
         self.result = wire.ResultReader(tree.limits.result_bytes, "task")
 
     def _expect(self, op: str) -> None:
         allowed, after = TASK_FILE[self.state]
         if op != allowed:
-            if self.state == "finished":
-                raise OwenError("task: the attempt is over; close the file and open task "
-                                "again for the next one")
             raise OwenError(f"task: a {op} is out of turn in state {self.state}; next comes "
                             f"a {allowed} (see docs/sched.md)")
         self.state = after
 
     async def _next(self) -> bytes:
-        if self.state == "described":
-            return b""
+        before = self.state
         self._expect("read")
+        sched = self.tree.sched
+        if before == "finished":   # the same open asks for the next task
+            self.waiter = sched.request(self.node)
+            self.result = wire.ResultReader(self.tree.limits.result_bytes, "task")
+        if self.waiter.attempt is None:
+            event = self.tree.ready[self.waiter.serial] = asyncio.Event()
+            if self.waiter.attempt is None:
+                await event.wait()
         attempt = self.waiter.attempt
-        if self.state == "offered":
-            if attempt is None:
-                event = self.tree.ready[self.waiter.serial] = asyncio.Event()
-                if self.waiter.attempt is None:
-                    await event.wait()
-                attempt = self.waiter.attempt
-            self.tree.conn(self.caller).attempts.add(attempt)
-            remaining = max(1.0, attempt.deadline - self.tree.sched.clock())
-            return wire.format_header(attempt.taskid, remaining)
-        return wire.format_description(attempt.task.spec,
-                                       getattr(attempt.job.generator, "output", "data"))
+        self.tree.conn(self.caller).attempts.add(attempt)
+        remaining = max(1.0, attempt.deadline - sched.clock())
+        generator = attempt.job.generator
+        return wire.format_offer(attempt.taskid, remaining, wire.format_description(
+            attempt.task.spec, getattr(generator, "output", "data"), keep_of(generator)))
 
     async def write(self, offset, data):
         if self.state == "offered":
             self._expect("write")
             self.tree.sched.started(self.waiter.attempt, text_of(data, "task", 256).strip())
             return
-        if self.state == "started":
-            self.state = "described"  # the worker may hand in its result unread
         self._expect("write")
         got = self.result.feed(data)
         if got is not None:
             self.state = "finished"
             attempt = self.waiter.attempt
             self.tree.conn(self.caller).attempts.discard(attempt)
-            ok, output = got
-            self.tree.sched.result(attempt, ok, output if ok else b"",
-                                   why="" if ok else output[-2000:].decode(errors="replace"))
+            await self.tree.hand_in(attempt, *got)
 
     async def close(self):
         self._finish(lost=False)
@@ -223,7 +269,7 @@ class TaskHandle(MessageHandle):
         self.tree.ready.pop(self.waiter.serial, None)
         attempt = self.waiter.attempt
         sched = self.tree.sched
-        if attempt is None or self.state == "offered" or attempt.state == "offered":
+        if attempt is None or self.state in ("waiting", "offered") or attempt.state == "offered":
             sched.withdraw(self.waiter)
             sched.changed()
         elif self.state != "finished":
@@ -233,6 +279,12 @@ class TaskHandle(MessageHandle):
             else:
                 sched.close(attempt)
 
+
+def keep_of(generator) -> str:
+    """What the worker is to keep of a generator's attempts (filesplit -k, -a)."""
+    if getattr(generator, "keep_all", False):
+        return "all"
+    return "failed" if getattr(generator, "keep_failed", False) else ""
 
 class StopFile(File):
     """`stoptask`: each read names (by the worker's own id) an attempt to kill."""
@@ -276,11 +328,9 @@ class ReconnectHandle(Handle):
     async def write(self, offset, data):
         got = self.reader.feed(data)
         if got is not None:
-            ok, output = got
             taskid, worker_id = self.reader.task
-            outcome = self.tree.sched.reconnect(
-                self.node, taskid, worker_id, ok, output if ok else b"",
-                why="" if ok else output[-2000:].decode(errors="replace"))
+            attempt = self.tree.sched.reconnected(self.node, taskid, worker_id)
+            outcome = await self.tree.hand_in(attempt, *got)
             self.outcome = f"{outcome}\n".encode()
 
     async def read(self, offset, size):
@@ -437,8 +487,13 @@ class JobDir(Dir):
         }
 
 
+MONITOR_GAP = 0.1   # seconds at least between two monitor lines of a job that is not done
+
+
 class MonitorFile(File):
-    """A job's status now, then again each time it changes; end of file once it is done."""
+    """A job's status now, then again each time it changes (at most one line per
+    MONITOR_GAP while it runs, so a busy job does not cost a message per task); end of
+    file once it is done."""
 
     readers = WATCHERS
 
@@ -447,16 +502,22 @@ class MonitorFile(File):
 
     async def open(self, caller, read, write):
         sched = self.tree.sched
-        shown = None
+        loop = asyncio.get_running_loop()
+        shown, sent = None, 0.0
 
         async def next_status():
-            nonlocal shown
+            nonlocal shown, sent
             while True:
                 job = sched.jobs.get(self.id)
                 if job is None or (shown is not None and shown[1] in (COMPLETE, DELETED)):
                     return b""
                 if shown is None or job.version != shown[0] or job.state != shown[1]:
-                    shown = (job.version, job.state)
+                    early = sent + MONITOR_GAP - loop.time()
+                    if shown is not None and early > 0 and job.state not in (COMPLETE,
+                                                                               DELETED):
+                        await asyncio.sleep(early)
+                        continue
+                    shown, sent = (job.version, job.state), loop.time()
                     return job.monitor().encode()
                 await self.tree.wakeup.wait()
 
@@ -560,6 +621,7 @@ class ResultHandle(Handle):
         self.storage, self.id = storage, id
 
     async def read(self, offset, size):
+        self.storage.flush()   # never show a result that is not kept for good
         return self.storage.result(self.id, offset, size)
 
     def size(self):

@@ -3,15 +3,22 @@
 Pure, like geryon.owen.records, whose record format it uses for everything but the first
 line.  On an open `task`:
 
-  read   `<jobuniq>.<jobid>#<n> <deadline-seconds>\\n`     (waits until work is assigned)
+  read   the offer (waits until work is assigned): the header
+         `<jobuniq>.<jobid>#<n> <deadline-seconds>\\n`, then the description as records:
+         `task` (quoted words: jobtype and arguments), `output` (bundle), `keep` (failed
+         or all: the work directories to keep), `env` (quoted `TAG value` lines), one
+         `file:<name>` per file, `input`, then an empty `end` record; one message that
+         may take several reads
   write  the worker's own id for the attempt (one word; `stoptask` names it later)
-  read   the description, as records: `task` (quoted words: jobtype and arguments),
-         `env` (quoted `TAG value` lines), one `file:<name>` per file, `input`, then an
-         empty `end` record; one message may take several reads
   write  the result, one record named `ok` or `failed` (its data is the output, or for
          a failure the reason and the end of stderr); it may take several writes, and
          the last one returns once the scheduler has kept it
+  read   the next offer on the same open file, or
   close  ends the attempt (before a result: the attempt failed)
+
+Owen gave the header alone, took the id, then gave the description; giving them in one
+message, and the next offer on the same open file, takes two round trips a task instead
+of six (the id is written without waiting for its answer).
 
 On `reconnect`: write a record `task` holding `<taskid> <worker-id>`, then the result
 record as above.
@@ -49,14 +56,21 @@ class Description:
     files: tuple = ()      # (name, bytes)
     input: bytes = b""
     output: str = "data"   # or "bundle"
+    keep: str = ""         # "failed" or "all": the work directories the worker keeps
 
 
-def format_description(spec, output: str = "data") -> bytes:
+KEEP = ("", "failed", "all")
+
+
+def format_description(spec, output: str = "data", keep: str = "") -> bytes:
     """The description of a TaskSpec (geryon.owen.generators), as records; output
-    "bundle" asks for a tar of the task's working directory as its result."""
+    "bundle" asks for a tar of the task's working directory as its result, keep
+    "failed" or "all" for the worker to keep those attempts' working directories."""
     parts = [format_record(quote.join([spec.jobtype, *spec.args]).encode(), "task")]
     if output != "data":
         parts.append(format_record(output.encode(), "output"))
+    if keep:
+        parts.append(format_record(keep.encode(), "keep"))
     if spec.env:
         parts.append(format_record("".join(quote.join([t, v]) + "\n"
                                            for t, v in spec.env).encode(), "env"))
@@ -72,7 +86,8 @@ class DescriptionReader:
 
     def __init__(self, max_bytes: int):
         self.reader = RecordReader(max_record=max_bytes, what="task description")
-        self.fields = {"task": None, "env": (), "files": [], "input": b"", "output": "data"}
+        self.fields = {"task": None, "env": (), "files": [], "input": b"", "output": "data",
+                       "keep": ""}
         self.description: Description | None = None
 
     def feed(self, data: bytes) -> Description | None:
@@ -98,17 +113,51 @@ class DescriptionReader:
                 self.fields["input"] = data
             elif name == "output":
                 self.fields["output"] = text()
+            elif name == "keep":
+                if text() not in KEEP[1:]:
+                    raise WireError(f"task description: keep {text()[:20]!r} is not "
+                                    "failed or all")
+                self.fields["keep"] = text()
             elif name == "end":
                 if self.fields["task"] is None:
                     raise WireError("task description: it ended before its task record")
                 words = self.fields["task"]
                 self.description = Description(words[0], tuple(words[1:]),
                                                self.fields["env"], tuple(self.fields["files"]),
-                                               self.fields["input"], self.fields["output"])
+                                               self.fields["input"], self.fields["output"],
+                                               self.fields["keep"])
             else:
                 raise WireError(f"task description: unknown record {name[:40]!r}")
         except UnicodeDecodeError:
             raise WireError(f"task description: record {name!r} is not UTF-8 text") from None
+
+
+def format_offer(taskid: str, deadline: float, description: bytes) -> bytes:
+    """What the first read of `task` gives: the header, then the description."""
+    return format_header(taskid, deadline) + description
+
+
+class OfferReader:
+    """An offer out of bytes fed as they come: feed() gives (taskid, deadline,
+    Description) once the description's `end` came."""
+
+    def __init__(self, max_bytes: int):
+        self.head = b""
+        self.header: tuple[str, int] | None = None
+        self.description = DescriptionReader(max_bytes)
+
+    def feed(self, data: bytes) -> tuple[str, int, Description] | None:
+        if self.header is None:
+            self.head += data
+            line, newline, rest = self.head.partition(b"\n")
+            if not newline:
+                if len(self.head) > 512:
+                    raise WireError(f"task: {self.head[:80]!r} is not a task header "
+                                    "(`<jobuniq>.<jobid>#<n> <deadline>`)")
+                return None
+            self.header, data = parse_header(line), rest
+        desc = self.description.feed(data)
+        return None if desc is None else (*self.header, desc)
 
 
 RESULT_NAMES = ("ok", "failed")

@@ -4,8 +4,9 @@ the tasks it is given, as many at once as it has task slots.
 Theory of operation.  The worker only dials out (it opens no port) and keeps dialling with
 Owen's backoff (1 s +-25%, x1.5, capped at 5 min: geryon.retry).  On each connection it
 writes `nodename` and `attrs`, hands in every result it could not hand in before (through
-`reconnect`), reads `stoptask`, and runs one fetcher per free slot: each holds an SFTP
-session of its own, opens `task` on it and waits for work (wire.py gives the exchange).
+`reconnect`), reads `stoptask`, and runs one fetcher per slot: each holds an SFTP session
+of its own with `task` open on it, and reads its next offer there once the slot is free
+(wire.py gives the exchange: an offer, the id written without waiting, the result).
 A task runs in a process of its own, outside the connection's life: if the connection is
 lost meanwhile, the finished result is kept in `<root>/pending/` and handed in through
 `reconnect` once connected again, so finished work is never lost.
@@ -14,9 +15,10 @@ A task is its type's script, `<root>/<type>.job` (POSIX sh), which defines `runt
 arguments are the task's; its standard input is the task's input) and optionally
 `submit` (prints the result; without it the file `result` is the result), `killtask`
 (run when the task is stopped) and `exclusive` (the task takes every slot).  Each attempt
-gets a fresh working directory, `$work`, holding the task's files; its stderr is kept in
-`<root>/log/`.  One shell runs it (the script's own commands aside, no other process is
-started), so a task costs what `xargs sh -c` costs.
+gets a fresh working directory, `$work`, holding the task's files, removed afterwards
+unless the job keeps it (filesplit -k: failed attempts', -a: all); its stderr is kept in
+`<root>/log/`.  A shell that stays up per slot runs it in a subshell (geryon.owen.runner),
+so a task costs one fork and the script's own commands: less than `xargs sh -c`.
 """
 
 import asyncio
@@ -27,7 +29,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import tarfile
 from pathlib import Path
 
@@ -38,16 +39,11 @@ from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteFile
 from geryon.owen import wire
 from geryon.owen.records import format_record
+from geryon.owen.runner import Runner, task_file
 from geryon.retry import CONNECTION_ERRORS, Backoff, Reconnect
 
 log = logging.getLogger("geryon.owen")
 
-# Runs one attempt: the script is $0, the task's arguments follow.
-WRAPPER = r"""
-. "$0" || exit 125
-runtask "$@" || exit
-if command -v submit >/dev/null 2>&1; then submit >"$GERYON_RESULT" || exit; fi
-"""
 KILL = r""". "$0" && command -v killtask >/dev/null 2>&1 && killtask"""
 
 STDERR_KEPT = 200          # attempts' stderr files kept in <root>/log
@@ -109,7 +105,7 @@ class Attempt:
                  work: Path):
         self.taskid, self.worker_id, self.deadline = taskid, worker_id, deadline
         self.desc, self.work = desc, work
-        self.proc = None
+        self.runner: Runner | None = None
         self.stopped = False
 
 
@@ -138,6 +134,8 @@ class Worker:
         self.connections = 0
         self.types: dict[str, bool] = {}
         self.kept = 0
+        self.runners: list[Runner] = []   # idle ones, for the next task
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
 
     async def _dial(self) -> Client:
         from geryon.owen.server import sched_address
@@ -154,6 +152,8 @@ class Worker:
         finally:
             for attempt in list(self.running.values()):
                 await self._kill(attempt)
+            for runner in self.runners:
+                await runner.close()
 
     async def _serve(self, client: Client) -> None:
         self.connections += 1
@@ -181,14 +181,18 @@ class Worker:
     # -- getting work --
 
     async def _fetch(self, client: Client) -> None:
-        """One slot: take a task, run it, hand its result in, again.  The run outlives
-        the connection: if the connection goes meanwhile, its result is kept."""
+        """One slot: take a task, run it, hand its result in, again, on one open `task`.
+        The run outlives the connection: if the connection goes meanwhile, its result is
+        kept."""
         sftp = await client.session()
+        f = None
         try:
             while True:
                 await self.free.acquire()
                 try:
-                    attempt, f = await self._take(client, sftp)
+                    if f is None:
+                        f = await self._open_task(client, sftp)
+                    attempt, said = await self._take(f)
                 except BaseException:
                     self.free.release()
                     raise
@@ -199,32 +203,33 @@ class Worker:
                     run.add_done_callback(lambda t, a=attempt: self._keep(a, t.result())
                                           if not t.cancelled() else None)
                     raise
-                await self._hand_in(attempt, f, record)
+                if not await self._hand_in(client, attempt, f, said, record):
+                    f = None
         finally:
             sftp.exit()
 
-    async def _take(self, client, sftp) -> tuple[Attempt, RemoteFile]:
+    async def _open_task(self, client, sftp) -> RemoteFile:
         try:
             raw = await sftp.open("/task", "r+b", block_size=0)
         except Exception as err:
             from geryon.ns.client import explain
             raise explain(err, f"{client.address}: open /task") from None
-        f = RemoteFile(raw, "/task", client.address)
-        header = await f.read()
-        if not header:
-            raise GeryonError("task: the scheduler ended the file before giving work")
-        taskid, deadline = wire.parse_header(header)
-        worker_id = f"{self.name}.{os.getpid()}.{next(_ids)}"
-        await f.write(worker_id)
-        reader = wire.DescriptionReader(DESCRIPTION_BYTES)
-        desc = None
-        while desc is None:
+        return RemoteFile(raw, "/task", client.address)
+
+    async def _take(self, f: RemoteFile) -> tuple[Attempt, asyncio.Future]:
+        """The next offer on f; the attempt, and the write of its id (not waited for)."""
+        reader = wire.OfferReader(DESCRIPTION_BYTES)
+        offer = None
+        while offer is None:
             data = await f.read()
             if not data:
-                raise GeryonError(f"task {taskid}: the description ended early")
-            desc = reader.feed(data)
+                raise GeryonError("task: the scheduler ended the file before giving work")
+            offer = reader.feed(data)
+        taskid, deadline, desc = offer
+        worker_id = f"{self.name}.{os.getpid()}.{next(_ids)}"
+        said = asyncio.ensure_future(f.write(worker_id))   # answered while the task runs
         work = self.root / "work" / worker_id
-        return Attempt(taskid, worker_id, deadline, desc, work), f
+        return Attempt(taskid, worker_id, deadline, desc, work), said
 
     # -- running --
 
@@ -242,16 +247,24 @@ class Worker:
             self.free.release()
         return wire.format_result(ok, data)
 
-    async def _hand_in(self, attempt: Attempt, f: RemoteFile, record: bytes) -> None:
+    async def _hand_in(self, client, attempt: Attempt, f: RemoteFile, said, record: bytes
+                       ) -> bool:
+        """Write the result on f (its last write is answered once the scheduler kept it);
+        whether f may carry the next task.  A result not handed in is kept for
+        reconnect."""
         try:
+            await said
             for i in range(0, max(1, len(record)), 1 << 19):
                 await f.write(record[i:i + (1 << 19)])
-            await f.close()
+            return True
         except CONNECTION_ERRORS as err:
             log.warning("task %s: could not hand the result in (%s); keeping it for "
                         "reconnect", attempt.taskid, err)
             self._keep(attempt, record)
-            raise
+            if client.conn.is_closed():
+                raise
+            await f.close()   # the scheduler refused: start again on a new open
+            return False
 
     async def _execute(self, attempt: Attempt, exclusive: bool) -> tuple[bool, bytes]:
         desc = attempt.desc
@@ -264,10 +277,10 @@ class Worker:
         for name, data in desc.files:
             place(work, name, data)
         (work / ".geryon-input").write_bytes(desc.input)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
-        env.update({tag: value for tag, value in desc.env})
+        env = dict(desc.env)
         env.update(work=str(work), GERYON_RESULT=str(work / ".geryon-result"),
                    GERYON_TASKID=attempt.taskid, GERYON_ROOT=str(self.root))
+        (work / ".geryon-task").write_bytes(task_file(script, desc.args, env))
         stderr_path = work / ".geryon-stderr"
         if exclusive:
             await self.exclusive.acquire()
@@ -277,20 +290,17 @@ class Worker:
         else:
             async with self.exclusive:
                 self.shared += 1
+        runner = attempt.runner = self._runner()
         try:
-            with open(work / ".geryon-input", "rb") as stdin, \
-                    open(stderr_path, "wb") as stderr:
-                attempt.proc = await asyncio.create_subprocess_exec(
-                    "sh", "-c", WRAPPER, str(script), *desc.args, stdin=stdin,
-                    stdout=stderr, stderr=stderr, cwd=work, env=env,
-                    start_new_session=True)
             try:
-                status = await asyncio.wait_for(attempt.proc.wait(), attempt.deadline)
+                status = await asyncio.wait_for(runner.run(work), attempt.deadline)
             except asyncio.TimeoutError:
                 await self._kill(attempt)
-                return False, b"the task passed its deadline and was killed\n" + \
-                    tail(stderr_path)
+                return self._failed(attempt, b"the task passed its deadline and was "
+                                    b"killed\n" + tail(stderr_path))
         finally:
+            if runner.alive:
+                self.runners.append(runner)
             if exclusive:
                 self.exclusive.release()
             else:
@@ -299,11 +309,13 @@ class Worker:
                     self.idle.set()
         kept = self._keep_stderr(attempt, stderr_path)
         if attempt.stopped:
-            return False, b"stopped by the scheduler\n"
+            return self._failed(attempt, b"stopped by the scheduler\n", failure=False)
         if status != 0:
-            return False, (f"runtask exited with status {status} (stderr kept in "
-                           f"{kept or 'no file: it was empty'})\n"
-                           .encode() + tail(stderr_path))
+            said = (f"runtask exited with status {status}" if status is not None
+                    else "the task was killed")
+            return self._failed(attempt, (f"{said} (stderr kept in "
+                                          f"{kept or 'no file: it was empty'})\n"
+                                          .encode() + tail(stderr_path)))
         if desc.output == "bundle":
             data = bundle(work)
         else:
@@ -311,8 +323,25 @@ class Worker:
             if not result.exists():
                 result = work / "result"
             data = result.read_bytes() if result.is_file() else b""
-        shutil.rmtree(work, ignore_errors=True)
+        if desc.keep != "all":
+            remove(work)
         return True, data
+
+    def _runner(self) -> Runner:
+        while self.runners:
+            runner = self.runners.pop()
+            if runner.alive:
+                return runner
+        return Runner(self.env, self.root)
+
+    def _failed(self, attempt: Attempt, why: bytes, failure: bool = True
+                ) -> tuple[bool, bytes]:
+        """A failed attempt's result; its working directory kept if the job says so."""
+        keep = attempt.desc.keep
+        if keep == "all" or (keep == "failed" and failure):
+            return False, f"(working directory kept in {attempt.work})\n".encode() + why
+        remove(attempt.work)
+        return False, why
 
     def _keep_stderr(self, attempt: Attempt, path: Path) -> Path | None:
         """Keep a non-empty stderr in <root>/log (the newest STDERR_KEPT of them)."""
@@ -332,8 +361,8 @@ class Worker:
         return kept
 
     async def _kill(self, attempt: Attempt) -> None:
-        proc = attempt.proc
-        if proc is None or proc.returncode is not None:
+        runner = attempt.runner
+        if runner is None or not runner.alive:
             return
         script = self.root / f"{attempt.desc.jobtype}.job"
         try:
@@ -343,16 +372,7 @@ class Worker:
             await asyncio.wait_for(killer.wait(), 10)
         except (OSError, asyncio.TimeoutError) as err:
             log.warning("killtask for %s: %s", attempt.taskid, err)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                await asyncio.wait_for(proc.wait(), 2)
-                return
-            except asyncio.TimeoutError:
-                continue
+        await runner.kill()
 
     async def _stoptask(self, client: Client) -> None:
         f = await client.open("/stoptask", "r", wait=True)
@@ -419,6 +439,20 @@ def place(work: Path, name: str, data: bytes) -> None:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
+
+
+def remove(work: Path) -> None:
+    """Remove an attempt's working directory (most hold only plain files)."""
+    try:
+        with os.scandir(work) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+        os.rmdir(work)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def bundle(work: Path) -> bytes:
