@@ -24,7 +24,7 @@ def cluster(tmp_path_factory):
     home = make_home(base / "admin")
     registry = start_registry(home)
     env = env_for(home, GERYON_REGISTRY=registry.address, GERYON_NDB=base / "cluster")
-    nodes = [start_node(home, registry.address, base / f"chunks{i}", f"node{i}", 6, "160K",
+    nodes = [start_node(home, registry.address, base / f"chunks{i}", f"node{i}", 10, "160K",
                         extra=("--cpu", "--state", str(base / f"state{i}"), "--cpu-chunks",
                                "2", "--cpu-chunk-size", "24M")) for i in range(NODES)]
     corpus = text_corpus(base / "corpus", files=48, words=2500)
@@ -132,3 +132,228 @@ def test_word_count_equals_the_local_pipeline_and_cleans_up(cluster):
     started = [e for e in events(cluster, job) if e["ev"] == "start"]
     assert {e["task"] for e in started} == {f"m{k}" for k in range(len(disks))} | \
         {f"r{r}" for r in range(4)}
+
+
+# ---- awkward bytes ---------------------------------------------------------------------
+
+AWKWARD = {
+    "bad-utf8": b"caf\xc3\xa9 \xff\xfe bytes\t\x80\x81 value\n\xed\xa0\x80 surrogate\n",
+    "long-line": b"".join(b"w%d\t" % (i % 977) for i in range(28_000)) + b"\n",
+    "empty": b"",
+    "also-empty": b"",
+    "tabs": b"key with spaces\tvalue one\nkey with spaces\tvalue one\n\tleading tab\n"
+            b"a\tb\tc\ntrailing tab\t\n  \t  \n\n",
+    "crlf": b"dos line\r\nother\r\n",
+    "nul": b"zero\x00byte\tin key\nzero\x00byte\tin key\n",
+    "no-newline": b"the last line has no newline",
+    "dir/deeper/more": b"nested file\nkey with spaces\tvalue one\n",
+}
+
+
+def awkward_corpus(path):
+    for i in range(3):
+        for name, data in AWKWARD.items():
+            target = path / f"part{i}" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data if name == "long-line" else data * (i + 1))
+        # random bytes, every value, in lines of random length: they fill the disks too
+        noise = random.Random(i).randbytes(70000)
+        (path / f"part{i}" / "noise").write_bytes(noise.replace(b"\n", b"\n\n"))
+    return path
+
+
+def name_empty_disk(cluster, app) -> str:
+    """Name an empty chunk as the next disk of an application: a disk with no files."""
+    ndb = cluster["base"] / "cluster"
+    text = ndb.read_text()
+    chunks = subprocess.run([GERYON, "regquery", "resource", "kfs"], env=cluster["env"],
+                            text=True, capture_output=True, check=True).stdout.splitlines()
+    for line in chunks:
+        words = line.split()
+        attrs = dict(zip(words[1::2], words[2::2]))
+        master = f"{attrs.get('host')}!{attrs.get('id')}"
+        if attrs.get("cpudisk") != "1" and f"master={master}" not in text:
+            number = len(disks_of(cluster, app))
+            name = f"d{number}.{app}"
+            ndb.write_text(text + f"\nname={name} kfs\n\tmaster={master}\n")
+            subprocess.run([GERYON, "refresh"], env=cluster["env"], check=True,
+                           capture_output=True, timeout=60)
+            return name
+    raise AssertionError("no free chunk to name")
+
+
+# The map reads every file of its disk, each ending in a newline, and drops lines with
+# no key (empty or only blanks), which intermediate would leave out of every partition
+# (grep's status 1, no line selected, is what an empty disk gives).
+LINES_MAP = ("find {root} -type f -print0 | LC_ALL=C sort -z | "
+             "LC_ALL=C xargs -0 -r sed -s -e '$a\\' | "
+             "{{ LC_ALL=C grep -a -v -x '[[:space:]]*' || [ $? = 1 ]; }}")
+WORDS_MAP = "find {root} -type f -print0 | xargs -0 -r idx"
+
+
+@pytest.fixture(scope="module")
+def awkward(cluster):
+    corpus = awkward_corpus(cluster["base"] / "awkward")
+    load(cluster["env"], "awk", corpus)
+    empty = name_empty_disk(cluster, "awk")
+    return corpus, disks_of(cluster, "awk"), empty
+
+
+def local_map_pipeline(map_cmd, reduce_cmd) -> bytes:
+    done = subprocess.run(f"{map_cmd} | LC_ALL=C sort | {reduce_cmd}", shell=True,
+                          capture_output=True, timeout=120,
+                          env={**os.environ, "PATH": f"{os.path.dirname(GERYON)}:"
+                                                     f"{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("map_cmd, reduce_cmd, options", [
+    (LINES_MAP, "uniq -c", ["-R", "3"]),
+    (WORDS_MAP, "agg", ["-R", "2", "--combiner", "agg"]),
+    (WORDS_MAP, "agg", ["-R", "5", "--hash", "65599"]),
+])
+def test_awkward_bytes_give_what_the_local_pipeline_gives(cluster, awkward, map_cmd,
+                                                          reduce_cmd, options):
+    corpus, disks, empty = awkward
+    assert empty in disks and len(disks) >= 3, disks
+    done, job = mapreduce(cluster, *options, map_cmd.format(root="/n/d*.awk"), reduce_cmd,
+                          *disks)
+    assert done.returncode == 0, done.stderr
+    want = local_map_pipeline(map_cmd.format(root=f"'{corpus}'"), reduce_cmd)
+    got = result(cluster, job)
+    assert sorted_lines(got) == sorted_lines(want)
+    assert b"\xff\xfe" in got or "idx" in map_cmd
+    assert len(got) > 1000
+
+
+# ---- failures --------------------------------------------------------------------------
+
+def test_a_map_that_always_fails_fails_the_job_and_leaves_nothing(cluster):
+    disks = disks_of(cluster, "mbox")
+    done, _ = mapreduce(cluster, "--attempts", "2", "--name", "always-fails",
+                        "{echo cannot read the mail >&2; exit 3}", "agg", *disks[:2])
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "cannot read the mail" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mapreduce: job always-fails failed: map ") and \
+        "failed 2 times" in last and "exit status 3" in last and " on node" in last, last
+    listed = geryon(cluster, "jobs").stdout.decode()
+    assert any(line.split()[:2] == ["always-fails", "failed"] for line in listed.splitlines())
+    assert geryon(cluster, "jobs", "cat", "always-fails").returncode == 1
+    log = geryon(cluster, "jobs", "log", "always-fails").stdout.decode()
+    assert log.count("exit status 3") >= 2
+    # nothing of the job is on any cpu disk, and the registry keeps its outcome
+    cpus = [d for d in subprocess.run([GERYON, "regquery", "-n", "automount", "1"],
+                                      env=cluster["env"], text=True, capture_output=True,
+                                      check=True).stdout.split() if d.endswith(".cpu")]
+    seen = geryon(cluster, "rcpu", "{ls -R /n}", *cpus).stdout.decode()
+    assert "always-fails" not in seen
+    entry = subprocess.run([GERYON, "regquery", "job", "always-fails"], env=cluster["env"],
+                           text=True, capture_output=True, check=True).stdout
+    assert "state failed" in entry and "persist 1" in entry
+
+
+def test_a_straggler_gets_a_backup_attempt_and_the_first_to_finish_wins(cluster):
+    disks = disks_of(cluster, "mbox")
+    slow = "{case $GERYON_CPU in node0) sleep 40;; esac; idx /n/d*.mbox/*/*/*}"
+    started = time.monotonic()
+    done, job = mapreduce(cluster, "-R", "2", slow, "agg", *disks)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    log = geryon(cluster, "jobs", "log", job).stdout.decode()
+    assert "(backup)" in log and "another attempt finished first" in log
+    want = local_pipeline(corpus_files(cluster["corpus"]), "idx", "agg")
+    assert sorted_lines(result(cluster, job)) == sorted_lines(want)
+
+
+def test_an_attempt_past_the_timeout_runs_again_elsewhere(cluster):
+    disks = disks_of(cluster, "mbox")
+    slow = "{case $GERYON_CPU in node1) sleep 40;; esac; idx /n/d*.mbox/*/*/*}"
+    done, job = mapreduce(cluster, "--timeout", "3", "--no-backups", "-R", "2", slow, "agg",
+                          *disks)
+    assert done.returncode == 0, done.stderr
+    log = geryon(cluster, "jobs", "log", job).stdout.decode()
+    assert "timed out after 3 s" in log
+    winners = [e for e in events(cluster, job) if e["ev"] == "start"]
+    assert any(e["host"] == "node1" for e in winners)
+    want = local_pipeline(corpus_files(cluster["corpus"]), "idx", "agg")
+    assert sorted_lines(result(cluster, job)) == sorted_lines(want)
+
+
+# ---- the driver and the registry going away ----------------------------------------------
+
+def wait_event(cluster, job, predicate, timeout=60):
+    def found():
+        try:
+            return any(predicate(e) for e in events(cluster, job))
+        except FileNotFoundError:
+            return False
+    wait_for(found, timeout, 0.1, what=f"an event of job {job}")
+
+
+def test_the_driver_killed_mid_job_is_resumed_from_its_committed_tasks(cluster):
+    disks = disks_of(cluster, "mbox")
+    slow = "{sleep 1; idx /n/d*.mbox/*/*/*}"
+    driver = subprocess.Popen([GERYON, "mapreduce", "--slots", "1", "--name", "resumed",
+                               "-R", "3", slow, "agg", *disks], env=cluster["env"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_event(cluster, "resumed", lambda e: e["ev"] == "done")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+    before = events(cluster, "resumed")
+    committed = {e["task"] for e in before if e["ev"] == "done"}
+    listed = geryon(cluster, "jobs").stdout.decode()
+    assert any(line.split()[:2] == ["resumed", "stopped"] for line in listed.splitlines())
+    done = geryon(cluster, "mapreduce", "--resume", "resumed")
+    assert done.returncode == 0, done.stderr
+    after = events(cluster, "resumed")[len(before):]
+    assert not committed & {e["task"] for e in after if e["ev"] == "start"}
+    want = local_pipeline(corpus_files(cluster["corpus"]), "idx", "agg")
+    assert sorted_lines(result(cluster, "resumed")) == sorted_lines(want)
+    assert "resumed job resumed" in geryon(cluster, "jobs", "log", "resumed").stdout.decode()
+
+
+def test_a_registry_restarted_mid_job_does_not_stop_it(cluster):
+    disks = disks_of(cluster, "mbox")
+    slow = "{sleep 1; idx /n/d*.mbox/*/*/*}"
+    driver = subprocess.Popen([GERYON, "mapreduce", "--slots", "1", "--name", "reg-restart",
+                               "-R", "3", slow, "agg", *disks], env=cluster["env"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_event(cluster, "reg-restart", lambda e: e["ev"] == "start")
+        cluster["registry"].kill(signal.SIGKILL)
+        time.sleep(1)
+        cluster["registry"].start()
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+    assert driver.returncode == 0, err
+    assert out.decode().split("\n")[0] == "reg-restart"
+    want = local_pipeline(corpus_files(cluster["corpus"]), "idx", "agg")
+    assert sorted_lines(result(cluster, "reg-restart")) == sorted_lines(want)
+
+
+def test_twelve_disks_on_three_nodes_every_cpu_runs_maps(cluster):
+    rng = random.Random(12)
+    many = cluster["base"] / "many"
+    many.mkdir()
+    for i in range(12):  # one file fills most of a disk: each lands on a disk of its own
+        words = b" ".join(bytes(rng.choice(b"abcdefghij") for _ in range(6))
+                          for _ in range(15000))
+        (many / f"f{i:02}").write_bytes(words + b"\n" + os.urandom(45000) + b"\n")
+    load(cluster["env"], "many", many)
+    disks = disks_of(cluster, "many")
+    assert len(disks) == 12, disks
+    done, job = mapreduce(cluster, "idx /n/d*.many/*", "agg", *disks)
+    assert done.returncode == 0, done.stderr
+    hosts = {e["host"] for e in events(cluster, job) if e["ev"] == "start"
+             and e["task"].startswith("m")}
+    assert hosts == {f"node{i}" for i in range(NODES)}
+    want = local_pipeline(corpus_files(many), "idx", "agg")
+    assert sorted_lines(result(cluster, job)) == sorted_lines(want)

@@ -13,7 +13,7 @@ from geryon.cli import CONTEXT_SETTINGS, registry_option, run, run_async
               help="run on this cpu (its registry name or host) instead of the next in turn")
 @click.option("-v", "--verbose", is_flag=True, help="say on stderr which cpu and output disk")
 @click.option("--bg", is_flag=True, help="run in the background; print the output disk")
-@click.option("--ship", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--ship", multiple=True, type=click.Path(dir_okay=False),
               metavar="FILE", help="send FILE along: the block finds it in /n/client "
               "(repeatable)")
 @click.option("--out", default="", metavar="DISK", help="the output disk (default: the "
@@ -42,60 +42,76 @@ def rcpu(cpu, verbose, bg, ship, out, show_next, show_gridrc, registry, block, d
       rcpu --ship count.sh '{/n/client/count.sh /n/d0.mbox}' d0.mbox
     """
     from geryon.config import Config
+    from geryon.rcpu.client import Rcpu, stdin_of_caller
 
-    config = Config.load(registry=registry)
-    if show_gridrc:
+    if show_gridrc:  # needs no registry
         from geryon.rcpu.service import GRIDRC
         click.echo(str(GRIDRC))
         return
-    if show_next:
-        click.echo(run_async(_next(config)))
-        return
-    if block is None:
+    if block is None and not show_next:
         raise click.UsageError("give a block to run, e.g. rcpu '{ls /n}'")
-    if bg:
-        click.echo(run_async(_background(config, cpu, block, disks, out, ship)))
-        return
-    sys.exit(run_async(_foreground(config, cpu, block, disks, out, verbose, ship)))
+
+    async def direct():
+        async with Rcpu(Config.load(registry=registry)) as client:
+            return await execute(client, dict(cpu=cpu, verbose=verbose, bg=bg, ship=ship,
+                                              out=out, show_next=show_next,
+                                              show_gridrc=show_gridrc, block=block,
+                                              disks=disks), stdin_of_caller(), 1, 2)
+
+    sys.exit(run_async(direct()))
 
 
-async def _next(config) -> str:
-    from geryon.rcpu.client import Rcpu
-    async with Rcpu(config) as rcpu:
-        return (await rcpu.order())[0].name
+async def execute(client, params: dict, stdin, stdout: int, stderr: int, cwd=None) -> int:
+    """Do what one rcpu command asks with a dialled Rcpu, writing to the descriptors
+    given; return its exit status.  The command and the local agent (geryon.rcpu.mux)
+    both run commands this way."""
+    import os
 
+    from geryon.errors import GeryonError
 
-async def _foreground(config, cpu, block, disks, out, verbose, ship=()) -> int:
-    from geryon.rcpu.client import Rcpu, stdin_of_caller
+    def say(fd, text):
+        os.write(fd, (text + "\n").encode())
 
-    def started(name, host, disk):
-        if verbose:
-            click.echo(f"rcpu: cpu {name} ({host}), output disk {disk or '(none)'}",
-                       err=True)
+    ship = [os.path.join(cwd or "", path) for path in params["ship"]]
+    try:
+        if params["show_gridrc"]:
+            from geryon.rcpu.service import GRIDRC
+            say(stdout, str(GRIDRC))
+            return 0
+        if params["show_next"]:
+            say(stdout, (await client.order())[0].name)
+            return 0
+        if params["bg"]:
+            say(stdout, await _background(client, params, ship))
+            return 0
 
-    async with Rcpu(config) as rcpu:
-        done = await rcpu.run(block, disks, cpu=cpu, out=out, ship=ship,
-                              stdin=stdin_of_caller(),
-                              stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
-                              on_start=started)
-    if done.exit_signal:
-        click.echo(f"rcpu: the block was killed by signal {done.exit_signal}", err=True)
+        def started(name, host, disk):
+            if params["verbose"]:
+                say(stderr, f"rcpu: cpu {name} ({host}), output disk {disk or '(none)'}")
+
+        done = await client.run(params["block"], params["disks"], cpu=params["cpu"],
+                                out=params["out"], ship=ship, stdin=stdin, stdout=stdout,
+                                stderr=stderr, on_start=started)
+    except GeryonError as err:
+        say(stderr, f"rcpu: {err}")
+        return 1
+    if done.exit_signal and done.exit_signal != "PIPE":
+        say(stderr, f"rcpu: the block was killed by signal {done.exit_signal}")
     return done.returncode
 
 
-async def _background(config, cpu, block, disks, out, ship=()) -> str:
+async def _background(client, params, ship) -> str:
     """Choose the cpu and output disk here, print the disk, and leave the block to a
     detached rcpu of its own whose output still goes where ours goes."""
     import os
     import subprocess
-    from geryon.rcpu.client import Rcpu
-    async with Rcpu(config) as rcpu:
-        service = (await rcpu.order(cpu))[0]
-        disk = out or await rcpu.finddisk(service.attrs.get("host", ""), disks)
+    service = (await client.order(params["cpu"]))[0]
+    disk = params["out"] or await client.finddisk(service.attrs.get("host", ""),
+                                                  params["disks"])
     argv = [sys.executable, "-m", "geryon.cli.rcpu", "-c", service.name,
             *(["--out", disk] if disk else []),
-            *(w for path in ship for w in ("--ship", os.path.abspath(path))), "--", block,
-            *disks]
+            *(w for path in ship for w in ("--ship", os.path.abspath(path))), "--",
+            params["block"], *params["disks"]]
     subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     return disk or service.name
 

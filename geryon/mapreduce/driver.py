@@ -45,6 +45,9 @@ log = logging.getLogger("geryon.mapreduce")
 TICK = 0.5            # seconds between looks at the cluster when nothing ends
 CPU_EVERY = 2.0       # seconds between cpu listings
 NO_CPU_LIMIT = 120.0  # seconds a job waits for a cpu (or a registry) before failing
+PHASE_WORDS = {"map": "back to the map phase: a map's output must be made again",
+               "reduce": "every map is done: the reduce phase",
+               "finishing": "every reduce is done: checking the parts and cleaning up"}
 DOES_NOT_FIT = re.compile(r"left (\d+) bytes on (\S+), which has (\d+) free")
 
 
@@ -154,13 +157,20 @@ class JobRun:
     # ---- events ------------------------------------------------------------------------
 
     def record(self, event: dict, text: str = "") -> None:
+        before = self.job.phase
         self.writer.record(event)
         self.job.apply(event)
         if text:
-            self.writer.log(text)
-            if self.owner.verbose:
-                self.owner.progress.clear()
-                log.warning("%s: %s", self.spec.name, text)
+            self.say(text)
+        after = self.job.phase
+        if after != before and after in PHASE_WORDS:
+            self.say(PHASE_WORDS[after])
+
+    def say(self, text: str) -> None:
+        self.writer.log(text)
+        if self.owner.verbose:
+            self.owner.progress.clear()
+            log.warning("%s: %s", self.spec.name, text)
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -170,7 +180,7 @@ class JobRun:
         for event in self.job.abandon_running(now, "stopped with the driver that ran it"):
             self.record(event, f"{self.job.tasks[event['task']].label()} attempt "
                                f"{event['n']}: stopped with the driver that ran it")
-        self.writer.log(("resumed " if resumed else "started ") + self._describe())
+        self.say(("resumed " if resumed else "started ") + self._describe())
         await self._resolve_inputs()
         await self.entry.start(self._entry_attrs())
         try:
@@ -244,10 +254,10 @@ class JobRun:
             self.rcpu.registry = await dial_registry(self.owner.config, self.owner.identity)
         except GeryonError as err:
             self.registry_retry_at = now + self.registry_backoff.delay()
-            self.writer.log(f"registry: {err}; dialling again")
+            self.say(f"registry: {err}; dialling again")
             return False
         self.registry_backoff.reset()
-        self.writer.log("registry: connected again")
+        self.say("registry: connected again")
         self.cpus_at = 0.0
         return True
 
@@ -259,7 +269,7 @@ class JobRun:
             except RcpuError:
                 services = []
             except GeryonError as err:
-                self.writer.log(f"listing cpus: {err}")
+                self.say(f"listing cpus: {err}")
                 services = None
             if services is not None:
                 self.cpus_at = now
@@ -337,11 +347,11 @@ class JobRun:
                 inputs = [d for d in dict.fromkeys(d for d, _ in sources) if d != out]
                 block = reduce_block(self.spec, task.index, n, sources)
         except GeryonError as err:
-            self.writer.log(f"cannot start {task.label()} on {cpu.host}: {err}")
+            self.say(f"cannot start {task.label()} on {cpu.host}: {err}")
             self.cpus_at = 0.0
             return
         if not out:
-            self.writer.log(f"cpu {cpu.host} has no output disk named yet (run `geryon "
+            self.say(f"cpu {cpu.host} has no output disk named yet (run `geryon "
                             "refresh`); passing it over")
             self.cpus = [c for c in self.cpus if c.name != cpu.name]
             return
@@ -359,10 +369,10 @@ class JobRun:
         started = []
         try:
             done = await self.rcpu.run(block, inputs, cpu=cpu.name, out=out,
-                                       stderr=reporter,
                                        on_start=lambda *a: started.append(True))
         except GeryonError as err:
             return "error", bool(started), str(err)
+        reporter.feed(done.stderr)  # captured whole: reports are read when it ends
         reporter.close()
         return "done", done
 
@@ -488,21 +498,21 @@ class JobRun:
         async def one(host, disk, paths):
             cpu = next((c for c in self.cpus if c.host == host), None)
             if cpu is None:
-                self.writer.log(f"clean-up: no cpu on {host} to clean {disk}; left as is")
+                self.say(f"clean-up: no cpu on {host} to clean {disk}; left as is")
                 return
             block = cleanup_block(self.spec.name, paths, everything)
             try:
                 done = await self.rcpu.run(block, (), cpu=cpu.name, out=disk)
             except GeryonError as err:
-                self.writer.log(f"clean-up of {disk} on {host}: {err}")
+                self.say(f"clean-up of {disk} on {host}: {err}")
                 return
             if done.returncode != 0:
-                self.writer.log(f"clean-up of {disk} on {host} failed: "
+                self.say(f"clean-up of {disk} on {host} failed: "
                                 f"{done.stderr.decode(errors='replace').strip()[-300:]}")
 
         await asyncio.gather(*(one(host, disk, paths)
                                for (host, disk), paths in self.job.written().items()))
-        self.writer.log("clean-up: " + ("the job's files removed" if everything else
+        self.say("clean-up: " + ("the job's files removed" if everything else
                                         "map outputs and spare parts removed"))
 
 

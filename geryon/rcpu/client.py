@@ -12,7 +12,6 @@ import fcntl
 import logging
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteError
 from geryon.rcpu.block import BlockRequest, disk_name, normalise
 from geryon.rcpu.ship import RC_NAME
+from geryon.rcpu.streams import CallerGone, Feeder, Sink
 from geryon.registry.client import dial_registry, query
 from geryon.registry.core import Service
 
@@ -89,17 +89,49 @@ def next_turn(count: int, path=None) -> int:
 class Rcpu:
     """Runs blocks on the cluster's cpus."""
 
-    def __init__(self, config: Config | None = None, identity: Identity | None = None):
+    def __init__(self, config: Config | None = None, identity: Identity | None = None,
+                 keep: bool = False):
         self.config = config or Config.load()
         self.identity = identity or Identity.load()
         self.registry: Client | None = None
+        self.keep = keep  # keep idle cpu connections for the next block (the local agent)
+        self.idle: dict[str, list[Client]] = {}
 
     async def __aenter__(self):
-        self.registry = await dial_registry(self.config, self.identity)
+        await self.dial()
         return self
 
     async def __aexit__(self, *exc):
-        await self.registry.close()
+        await self.close()
+
+    async def dial(self) -> None:
+        """(Re)dial the registry if there is no open connection to it."""
+        if self.registry is None or self.registry.conn.is_closed():
+            self.registry = await dial_registry(self.config, self.identity)
+
+    async def close(self) -> None:
+        for clients in self.idle.values():
+            for client in clients:
+                await client.close()
+        self.idle.clear()
+        if self.registry is not None:
+            await self.registry.close()
+
+    async def _connect(self, name: str) -> Client:
+        """A connection of its own for one block: an idle kept one, or a new one (a
+        connection's shipped files belong to the one block it carries at a time)."""
+        while self.idle.get(name):
+            client = self.idle[name].pop()
+            if not client.conn.is_closed():
+                return client
+        return await Client.connect(name, self.identity,
+                                    keepalive=float(self.config.keepalive))
+
+    async def _done_with(self, name: str, client: Client) -> None:
+        if self.keep and not client.conn.is_closed():
+            self.idle.setdefault(name, []).append(client)
+        else:
+            await client.close()
 
     async def cpus(self) -> list[Service]:
         found = sorted(await query(self.registry, "svc", "rstyx"), key=lambda s: s.name)
@@ -144,8 +176,7 @@ class Rcpu:
             request = BlockRequest(text, tuple(disks), disk, ship=bool(ship),
                                    rc=rc.exists())
             try:
-                client = await Client.connect(service.name, self.identity,
-                                              keepalive=float(self.config.keepalive))
+                client = await self._connect(service.name)
             except RemoteError as err:
                 tried.append(f"{service.name}: {err}")
                 log.info("cpu %s: %s; trying the next", service.name, err)
@@ -161,38 +192,59 @@ class Rcpu:
                     continue
                 if on_start:
                     on_start(service.name, host, disk)
-                done = await self._stream(process, stdin, stdout, stderr)
+                try:
+                    done = await self._stream(process, stdin, stdout, stderr)
+                except BaseException:
+                    # Cancelled (the caller's Ctrl-C) or broken: the connection goes, and
+                    # with it the channel, so the cpu kills the block.
+                    await client.close()
+                    raise
                 done.block, done.cpu, done.host, done.disk = text, service.name, host, disk
                 done.attempts = tried
                 return done
             finally:
-                await client.close()
+                await self._done_with(service.name, client)
         raise RcpuError("no cpu could take the block: " + "; ".join(tried))
 
     async def _stream(self, process, stdin, stdout, stderr) -> CompletedBlock:
+        """Pump the block's streams: stdin from a descriptor (or none), stdout and stderr
+        to descriptors (or captured when None)."""
         started = time.time()
         captured = {1: bytearray(), 2: bytearray()}
+        sinks = {1: Sink(stdout) if stdout is not None else None,
+                 2: Sink(stderr) if stderr is not None else None}
 
-        async def pump(source, sink, which):
+        async def pump(source, which):
+            sink = sinks[which]
             while data := await source.read(PUMP):
                 if sink is None:
                     captured[which] += data
                 else:
                     sink.write(data)
-                    sink.flush()
+                    await sink.drain()
 
-        feeder = feed(process, stdin) if stdin is not None else None
+        feeder = None
         if stdin is None:
             process.stdin.write_eof()
+        else:
+            feeder = Feeder(stdin, process.stdin.write, process.stdin.write_eof)
+        gone = False
         try:
-            await asyncio.gather(pump(process.stdout, stdout, 1),
-                                 pump(process.stderr, stderr, 2))
+            await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))
             await process.wait_closed()
+        except CallerGone:
+            gone = True  # its reader went away: the block goes too, as with SIGPIPE
+            process.close()
         finally:
             if feeder is not None:
                 feeder.stop()
+            for sink in sinks.values():
+                if sink is not None:
+                    sink.close()
         status = process.exit_status
         signal_name = process.exit_signal[0] if process.exit_signal else ""
+        if gone:
+            status, signal_name = None, "PIPE"
         if status is None and not signal_name:
             status = 255  # the channel closed without a status: the cpu died mid-block
         return CompletedBlock("", "", "", "", status if status is not None else -1,
@@ -223,42 +275,6 @@ async def send_shipped(client: Client, shipped) -> None:
                 await f.close()
         except asyncssh.SFTPError as err:
             raise RemoteError(f"ship {name}: {err.reason}") from None
-
-
-class feed:
-    """Copy a file descriptor (the caller's stdin) to the block's stdin from a daemon
-    thread, so a stdin that never ends (a terminal) cannot keep the command alive."""
-
-    def __init__(self, process, source):
-        self.process = process
-        self.loop = asyncio.get_running_loop()
-        self.fd = source if isinstance(source, int) else source.fileno()
-        self.stopped = False
-        threading.Thread(target=self._copy, daemon=True).start()
-
-    def _copy(self):
-        while not self.stopped:
-            try:
-                data = os.read(self.fd, PUMP)
-            except OSError:
-                data = b""
-            self.loop.call_soon_threadsafe(self._send, data)
-            if not data:
-                return
-
-    def _send(self, data):
-        if self.stopped or self.process.stdin.channel.is_closing():
-            return
-        try:
-            if data:
-                self.process.stdin.write(data)
-            else:
-                self.process.stdin.write_eof()
-        except (asyncssh.Error, OSError, BrokenPipeError):
-            self.stopped = True
-
-    def stop(self):
-        self.stopped = True
 
 
 def stdin_of_caller():

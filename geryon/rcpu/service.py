@@ -238,6 +238,7 @@ class CpuService:
                 shipment.write_to(shipped)
             if request.rc and shipment.write_rc(work / "gridrc.sh"):
                 rc_files = (*rc_files, work / "gridrc.sh")
+            shipment.files.clear()  # what was shipped is this block's: the next ships anew
             env = {"cpudisk": f"{MOUNT_ROOT}/{out_name}", "GERYON_CPU": self.node.name}
             if self.node.config.registry:  # gridrc's functions ask the registry
                 env["GERYON_REGISTRY"] = self.node.config.registry
