@@ -229,3 +229,24 @@ def test_gridrc_functions_and_the_callers_own_gridrc_work_in_a_block(cluster):
     assert any(line.startswith("tcp!") for line in out[2:])
     without = rcpu(cluster, "{type hello >/dev/null 2>&1 && echo defined || echo none}")
     assert without.stdout == b"none\n"
+
+
+def test_rcpu_runs_through_the_local_agent_and_without_it_alike(cluster):
+    through = rcpu(cluster, "{echo out; echo err >&2; exit 5}")
+    run_dir = cluster["home"] / "run"
+    assert any(p.suffix == ".sock" for p in run_dir.iterdir()), "no agent socket"
+    alone = rcpu(cluster, "{echo out; echo err >&2; exit 5}",
+                 env={**cluster["env"], "GERYON_RCPU_AGENT": "off"})
+    assert (through.returncode, through.stdout, through.stderr) == \
+        (alone.returncode, alone.stdout, alone.stderr) == (5, b"out\n", b"err\n")
+    usage = rcpu(cluster, "--bogus")
+    assert usage.returncode == 2 and b"no such option" in usage.stderr.lower()
+
+
+def test_the_fast_client_finds_the_same_home_as_the_config(monkeypatch, tmp_path):
+    from geryon.config import home
+    from geryon.rcpu.quick import geryon_home
+    monkeypatch.delenv("GERYON_HOME", raising=False)
+    assert geryon_home() == str(home())
+    monkeypatch.setenv("GERYON_HOME", str(tmp_path))
+    assert geryon_home() == str(home())
