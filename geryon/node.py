@@ -173,6 +173,7 @@ class ServedChunk:
             self.start_following()
             await self.reregister()
         await wait_in_sync(self.follower, seconds)
+        await self.publish()  # before answering: the registry has the fill it answers with
         process.stdout.write(f"in sync {self.chunk.log_id} {self.chunk.used}\n".encode())
 
     async def promote(self, process, caller, args) -> None:
@@ -342,12 +343,22 @@ class CpuSettings:
     cache_limit: int = 2 << 30
 
 
+@dataclass
+class WorkerSettings:
+    """What a node's Owen worker needs: its root (task scripts, work directories) and,
+    if given, the scheduler's address (else GERYON_SCHED, the config, the registry)."""
+
+    root: Path
+    sched: str = ""
+    install: tuple[str, ...] = ()  # task types to install from the package's library
+
+
 class Node:
-    """A node's chunk disks and cpu service, served and registered."""
+    """A node's chunk disks, cpu service and Owen worker, served and registered."""
 
     def __init__(self, chunks_dir: Path | None, *, name: str, config: Config | None = None,
                  identity: Identity | None = None, listen_host: str = "",
-                 cpu: CpuSettings | None = None):
+                 cpu: CpuSettings | None = None, worker: "WorkerSettings | None" = None):
         self.config = config or Config.load()
         self.identity = identity or Identity.load()
         self.keepalive = float(self.config.keepalive)
@@ -357,6 +368,8 @@ class Node:
         self.registrar = Registrar(self.config, self.identity)
         self.chunks: list[ServedChunk] = []
         self.cpu_settings = cpu
+        self.worker_settings = worker
+        self.worker = None  # the Owen worker, once started
         self.cpu = None  # the CpuService, once started
         self.cpu_server = None
         self.cpu_name = ""
@@ -382,6 +395,8 @@ class Node:
             await self._serve_chunks(self.chunks_dir, "chunk", host, cpu=False)
         if self.cpu_settings is not None:
             await self._start_cpu(host)
+        if self.worker_settings is not None:
+            self._start_worker()
 
     async def _serve_chunks(self, directory: Path, stem: str, host: str, cpu: bool) -> None:
         for stale in leftovers(directory):
@@ -426,6 +441,20 @@ class Node:
         await self.registrar.add(self.cpu_name, self.cpu.attrs())
         self.tasks.append(asyncio.ensure_future(self._keep_cpu_status()))
         log.info("cpu service on %s", self.cpu_name)
+
+    def _start_worker(self) -> None:
+        """An Owen worker on this node: it dials out to the scheduler, so it serves
+        nothing and needs no port (geryon.owen.worker)."""
+        from geryon.owen.worker import Worker, install_script
+        settings = self.worker_settings
+        root = Path(settings.root)
+        root.mkdir(parents=True, exist_ok=True)
+        for jobtype in settings.install:
+            install_script(jobtype, root)
+        self.worker = Worker(root, sched=settings.sched, name=self.name, config=self.config,
+                             identity=self.identity)
+        self.tasks.append(asyncio.ensure_future(self.worker.run()))
+        log.info("worker %s in %s", self.name, root)
 
     async def _keep_cpu_status(self) -> None:
         """Keep the registered load and counts current (only what changed is sent)."""

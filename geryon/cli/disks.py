@@ -28,6 +28,14 @@ ndb_option = click.option("--ndb", default="", metavar="FILE",
               help="capacity of each output chunk")
 @click.option("--cache-size", default="2G", show_default=True,
               help="bytes of disks the cpu service keeps unpacked for blocks")
+@click.option("--worker", is_flag=True, help="also run an Owen worker that pulls tasks")
+@click.option("--worker-root", default="", type=click.Path(file_okay=False),
+              help="the worker's task scripts and work (default: $GERYON_HOME/worker)")
+@click.option("--sched", default="", metavar="ADDR",
+              help="the worker's scheduler (default: GERYON_SCHED, config, registry)")
+@click.option("--install", multiple=True, metavar="TYPE",
+              help="install this task type from the shipped library for the worker "
+                   "(repeatable), e.g. --install test")
 @click.option("--name", default="", help="this node's name, the HOST of master=HOST!chunkN "
               "in ndb (default: the host name)")
 @click.option("--listen", default="", help="address to serve on (default: the one the "
@@ -36,7 +44,8 @@ ndb_option = click.option("--ndb", default="", metavar="FILE",
 @ready_option
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
 def node(chunks_dir, new_chunks, chunk_size, cpu, state_dir, cpu_chunks, cpu_chunk_size,
-         cache_size, name, listen, registry, ready_file, verbose):
+         cache_size, worker, worker_root, sched, install, name, listen, registry,
+         ready_file, verbose):
     """Serve this machine's chunk disks and cpu service, and keep them registered.
 
     Each chunk file in the --chunks directory is served as a file tree (over SFTP) on a
@@ -55,12 +64,12 @@ def node(chunks_dir, new_chunks, chunk_size, cpu, state_dir, cpu_chunks, cpu_chu
 
     from geryon.chunkfs.sizes import parse_size
     from geryon.config import Config, ConfigError, home
-    from geryon.node import CpuSettings, Node, create_chunks
+    from geryon.node import CpuSettings, Node, WorkerSettings, create_chunks
 
     setup_logging(verbose)
-    if not chunks_dir and not cpu:
-        raise ConfigError("a node serves chunk disks (--chunks DIR), a cpu (--cpu), or both; "
-                          "give at least one")
+    if not chunks_dir and not cpu and not worker:
+        raise ConfigError("a node serves chunk disks (--chunks DIR), a cpu (--cpu), an Owen "
+                          "worker (--worker), or any of them together; give at least one")
     if new_chunks and not chunks_dir:
         raise ConfigError("--new-chunks makes chunks in the --chunks directory; give it")
     name = name or socket.gethostname()
@@ -76,7 +85,10 @@ def node(chunks_dir, new_chunks, chunk_size, cpu, state_dir, cpu_chunks, cpu_chu
 
     async def main():
         served = Node(directory, name=name, config=Config.load(registry=registry),
-                      listen_host=listen, cpu=settings)
+                      listen_host=listen, cpu=settings,
+                      worker=WorkerSettings(Path(worker_root) if worker_root else
+                                            home() / "worker", sched, install)
+                      if worker else None)
         try:
             await served.start()  # returns once every chunk is registered
             announce_ready(ready_file, "\n".join([f"node {served.name}",
