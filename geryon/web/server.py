@@ -241,7 +241,7 @@ class WebServer:
     # -- changing things -------------------------------------------------------------------
 
     async def new_job(self, request):
-        try:
+        async def act():
             form, files = await read_form(request, self.upload_max)
             kind = form.get("kind", "")
             if kind == "filesplit":
@@ -259,37 +259,35 @@ class WebServer:
             priority = form.get("priority", "").strip()
             if len(priority) > 20:
                 raise views.FormError("priority: write high, low or a number")
-            id = await self.sched.post(argv, uploads, form.get("description", "").strip(),
-                                       priority, start=form.get("start") == "on")
-        except views.FormError as err:
-            return json_response({"error": str(err)}, 400)
-        except CONNECTION_ERRORS as err:
-            return self._refused(err)
-        self.hub.changed("sched")
-        return json_response({"id": id})
+            return {"id": await self.sched.post(argv, uploads,
+                                                form.get("description", "").strip(),
+                                                priority, start=form.get("start") == "on")}
+        return await self._change(act)
 
     async def job_ctl(self, request):
-        id = int(request.match_info["id"])
-        try:
+        async def act():
             message = views.job_message(await read_message(request))
-            await self.sched.job_ctl(id, message)
-        except views.FormError as err:
-            return json_response({"error": str(err)}, 400)
-        except CONNECTION_ERRORS as err:
-            return self._refused(err)
-        self.hub.changed("sched")
-        return json_response({"ok": message})
+            await self.sched.job_ctl(int(request.match_info["id"]), message)
+            return {"ok": message}
+        return await self._change(act)
 
     async def admin_ctl(self, request):
-        try:
+        async def act():
             message = views.admin_message(await read_message(request))
             await self.sched.admin_ctl(message)
+            return {"ok": message}
+        return await self._change(act)
+
+    async def _change(self, act):
+        """Do act(); its answer, or why the page's request or the scheduler refused it."""
+        try:
+            answer = await act()
         except views.FormError as err:
             return json_response({"error": str(err)}, 400)
         except CONNECTION_ERRORS as err:
             return self._refused(err)
         self.hub.changed("sched")
-        return json_response({"ok": message})
+        return json_response(answer)
 
     def _refused(self, err):
         """The scheduler said no (400, its words), or could not be reached (503)."""

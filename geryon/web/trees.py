@@ -5,7 +5,7 @@ that follows the trees' blocking files and tells the pages what changed.
 Theory of operation.  The server keeps nothing of its own: every page load and every
 refresh reads the trees again.  What it does keep is how to reach them (one SSH
 connection to each, dialled again after a failure, with the error kept to show the
-page) and, while a page is open, the followers: one read waiting on the registry's
+page) and the followers: one read waiting on the registry's
 `event`, one on the scheduler's `admin/event`, and one on `admin/N/monitor` for each job
 not yet complete.  Each change they see becomes a message to the pages (`sched`,
 `cluster`, or a job's monitor line); the page then asks for the trees again.
@@ -229,7 +229,7 @@ class RegistryTree:
 
 
 class Hub:
-    """Follows the trees while pages listen, and tells each page what changed."""
+    """Follows the trees from start to close, and tells each open page what changed."""
 
     SETTLE = 0.15  # seconds to gather a burst of changes into one message
 

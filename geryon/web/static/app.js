@@ -131,7 +131,7 @@ function jobRow(job, now) {
                                     (job.duration !== undefined ? ` · ${ago(job.duration)}` : "")})),
     h("div", {class: "progress"}, bar(percent, `${done} / ${total} (${percent}%)`),
       h("div", {class: "sub counts", text: counts.join(" · ")})),
-    h("div", {class: "why sub", text: state !== "running" && job.why ? job.why : ""}),
+    h("div", {class: "why sub", text: !["running", "complete"].includes(state) && job.why ? job.why : ""}),
     actions);
 }
 
@@ -189,12 +189,14 @@ function inGroup(group, name) {
   return group === "all" || (Array.isArray(group) && group.includes(name));
 }
 
+const SIZES = new Set(["memory", "cachesize"]);  // node attributes that are byte counts
+
 function nodeRow(node, now) {
   let state = node.state;
   let when = "";
   if (state === "disconnected") when = `since ${clock(node.since)} (${ago(now - node.since)} ago)`;
   else if (state === "blacklisted") when = `until ${clock(node.blacklisted)}`;
-  else when = `for ${ago(now - node.since)}`;
+  else when = `${state} for ${ago(now - node.since)}`;
   const working = inGroup(sched.group, node.name);
   const actions = h("div", {class: "actions"});
   actions.append(working
@@ -213,7 +215,8 @@ function nodeRow(node, now) {
                                 onclick: () => adminCtl(`delnode ${node.name}`)}));
   }
   const attrs = Object.entries(node.attrs).filter(([k]) => !k.startsWith("jobtype"))
-    .map(([k, v]) => `${k} ${v}`).join(" · ");
+    .map(([k, v]) => `${k} ${SIZES.has(k) && /^[0-9]+$/.test(v) ? bytes(Number(v)) : v}`)
+    .join(" · ");
   const types = Object.entries(node.attrs).filter(([k]) => k.startsWith("jobtype"))
     .map(([, v]) => v).join(" ");
   const box = h("input", {type: "checkbox", "aria-label": `select ${node.name}`,
@@ -269,15 +272,24 @@ async function groupCtl(verb) {
 
 // -- Cluster -----------------------------------------------------------------------------------
 
+function mrDetails(attrs) {
+  // The driver's entry: byte counts as sizes, its start as a time, empty values left out.
+  return Object.entries(attrs).filter(([, v]) => v !== "").map(([k, v]) => {
+    if ((k === "in" || k === "out") && /^[0-9]+$/.test(v)) return `${k} ${bytes(Number(v))}`;
+    if (k === "started" && /^[0-9]+$/.test(v)) return `started ${clock(Number(v))}`;
+    return `${k} ${v}`;
+  }).join(" · ");
+}
+
 function renderCluster(c) {
   $("#mr-list").replaceChildren(...(c.mapreduce.length ? c.mapreduce.map((j) =>
     h("article", {class: `row mr state-${j.state}`, "data-mr": j.job, "data-phase": j.phase,
                   "data-state": j.state},
       h("div", {class: "id"}, h("b", {text: j.job}),
         h("span", {class: `badge ${j.state}`, text: j.state}),
-        h("span", {class: "badge", text: j.phase})),
+        j.phase !== j.state ? h("span", {class: "badge", text: j.phase}) : null),
       h("div", {class: "progress"}, bar(j.percent, `${j.done} / ${j.total} (${j.percent}%)`)),
-      h("div", {class: "sub", text: Object.entries(j.attrs).map(([k, v]) => `${k} ${v}`).join(" · ")})))
+      h("div", {class: "sub", text: mrDetails(j.attrs)})))
     : [h("p", {class: "empty", text: "No mapreduce job is registered."})]));
   showError("#disks-error", c.disks_error);
   $("#disk-list").replaceChildren(...(c.disks.length ? c.disks.map((d) =>
