@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from support import (GERYON, Process, env_for, make_corpus, make_home, start_node,
-                     start_registry, wait_for)
+from support import (GERYON, Process, env_for, make_corpus, make_home, member_home,
+                     start_node, start_registry)
 
 from geryon.owen.records import read_records
 
@@ -96,6 +96,21 @@ def browser(tmp_path_factory):
             accept_downloads=True)
         yield context
         context.close()
+
+
+@pytest.fixture
+def another_web(cluster):
+    """Start more `geryon web` servers (home, env, flags); they stop after the test's
+    screenshot is taken (ask for this fixture before `page`)."""
+    started = []
+
+    def start(home, env, extra=()):
+        started.append(start_web(home, cluster["tmp"], env, extra))
+        return started[-1]
+
+    yield start
+    for web in started:
+        web.stop()
 
 
 @pytest.fixture
@@ -324,20 +339,16 @@ def test_the_page_fits_a_400_pixel_window(cluster, page):
     page.set_viewport_size({"width": 400, "height": 800})
 
 
-def test_an_unreachable_scheduler_is_said_plainly(cluster, page):
+def test_an_unreachable_scheduler_is_said_plainly(cluster, another_web, page):
     gone = subprocess.run(["python3", "-c", "import socket; s = socket.socket(); "
                            "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"],
                           capture_output=True, text=True).stdout.strip()
-    web = start_web(cluster["home"], cluster["tmp"],
-                    {**cluster["env"], "GERYON_SCHED": f"tcp!127.0.0.1!{gone}"})
-    try:
-        page.goto(web.url)
-        banner = page.locator("#banner-sched")
-        expect(banner).to_contain_text("Scheduler unreachable")
-        expect(banner).to_contain_text("connection refused; is the server running there?")
-        expect(page.locator('[data-cpu="node0"]')).to_be_visible()  # the registry still is
-    finally:
-        web.stop()
+    web = another_web(cluster["home"], {**cluster["env"], "GERYON_SCHED": f"tcp!127.0.0.1!{gone}"})
+    page.goto(web.url)
+    banner = page.locator("#banner-sched")
+    expect(banner).to_contain_text("Scheduler unreachable")
+    expect(banner).to_contain_text("connection refused; is the server running there?")
+    expect(page.locator('[data-cpu="node0"]')).to_be_visible()  # the registry still is
 
 
 def test_uploads_and_fields_are_bounded(cluster):
@@ -374,3 +385,23 @@ def test_uploads_and_fields_are_bounded(cluster):
     finally:
         web.stop()
 
+
+def test_the_token_grants_only_the_roles_of_the_servers_certificate(cluster, another_web, page,
+                                                                    tmp_path):
+    watcher = member_home(cluster["home"], tmp_path / "watcher", "watcher", "monitor")
+    web = another_web(watcher, cluster["env"])
+    before = owen(cluster, "jobs")
+    page.goto(web.url)
+    expect(page.locator("#me")).to_have_text("watcher · monitor")
+    expect(page.locator('[data-node="w0"]')).to_be_visible()  # monitor may read
+    page.locator('#job-form input[name="file"]').set_input_files(
+        {"name": "t", "mimeType": "text/plain", "buffer": b"a\n"})
+    page.locator('#job-form button[type="submit"]').click()
+    expect(page.locator("#job-error")).to_contain_text(
+        "/admin/clone: permission denied; read needs role submit")
+    page.locator('[data-node="w0"] [data-act="suspend"]').click()
+    expect(page.locator("#node-error")).to_contain_text(
+        "/admin/ctl: permission denied; write needs role admin")
+    assert owen(cluster, "jobs") == before
+    assert "state idle" in owen(cluster, "nodes") and \
+        page.locator("#global-group").inner_text() == "all"
