@@ -88,8 +88,11 @@ def test_load_refresh_disks_cat_get_round_trip(loaded, tmp_path):
         assert f"name={name} kfs" in ndb
     disks = run(loaded, "disks").splitlines()
     assert disks[0].split() == ["DISK", "NODE", "CHUNK", "FILL", "STATE"]
-    assert [row.split()[0] for row in disks[1:]] == [*names, "d0.home"]
-    assert all(row.split()[-1] == "live" for row in disks[1:])
+    # by default each disk has a replica on the other node, listed beneath it, in sync
+    assert [row.split()[0] for row in disks[1:]] == \
+        [n for name in [*names, "d0.home"] for n in (name, f"{name}.r1")]
+    assert all(row.endswith("live, serving") for row in disks[1::2])
+    assert all(row.startswith("  ") and row.endswith("in sync") for row in disks[2::2])
     # every file comes back whole, from whichever disk holds it
     back = tmp_path / "back"
     run(loaded, "get", *names, str(back))  # every disk at once
@@ -174,7 +177,8 @@ def test_a_disk_named_twice_is_an_ndb_error_with_file_and_line(loaded, tmp_path)
 
 
 def test_refresh_is_idempotent_quiet_and_drops_what_ndb_forgets(cluster, tmp_path):
-    run(cluster, "load", "--app", "txt", str(make_corpus(tmp_path / "c", files=3)))
+    run(cluster, "load", "--app", "txt", "--replicas", "0",
+        str(make_corpus(tmp_path / "c", files=3)))
     assert run(cluster, "refresh") == ""  # quiet on success
     assert run(cluster, "refresh", "-v") == ""  # nothing to do the second time
     cluster.ndb.write_text(cluster.ndb.read_text().replace("name=d0.txt", "name=d9.txt"))
@@ -251,7 +255,8 @@ def test_a_full_disk_refuses_a_write_and_keeps_what_it_had(cluster):
 def test_refresh_watch_rides_out_a_registry_restart(cluster, tmp_path):
     import signal
     from support import Process, wait_for
-    run(cluster, "load", "--app", "w", str(make_corpus(tmp_path / "c", files=3)))
+    run(cluster, "load", "--app", "w", "--replicas", "0",
+        str(make_corpus(tmp_path / "c", files=3)))
     ready = tmp_path / "refresh.ready"
     watcher = Process(cluster.home, ["refresh", "--watch", "--ready", str(ready)], ready,
                       **cluster.env)
