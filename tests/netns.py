@@ -59,6 +59,10 @@ class Network:
         """Cut the host's link (as if its cable were pulled): packets just stop."""
         ip("-n", self.switch, "link", "set", f"v{self.names.index(self.names[host])}", "down")
 
+    def restore(self, host: int) -> None:
+        """Put back a link cut() took down."""
+        ip("-n", self.switch, "link", "set", f"v{host}", "up")
+
     def close(self) -> None:
         for ns in [*self.names, self.switch]:
             ip("netns", "del", ns, check=False)
