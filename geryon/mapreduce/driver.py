@@ -27,6 +27,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import asyncssh
+
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, map_block,
@@ -151,6 +153,8 @@ class JobRun:
         self.reporters: dict[tuple[str, int], object] = {}
         self.stopping: dict[tuple[str, int], tuple[str, bool]] = {}
         self.checked: dict[str, float] = {}
+        self.gone: set[str] = set()           # nodes found gone (until they register)
+        self.sources: dict[tuple[str, int], set[str]] = {}
         self.entry = JobEntry(owner.config, owner.identity, self.spec.name)
         self.since = time.time()
 
@@ -192,7 +196,8 @@ class JobRun:
                     await self._finish()
                     continue
                 self._stop_what_is_done()
-                for start in self.job.plan(self.cpus, time.time()):
+                live = [c for c in self.cpus if c.host not in self.gone]
+                for start in self.job.plan(live, time.time()):
                     await self._launch(start)
                 await self._wait()
                 await self._show()
@@ -283,7 +288,14 @@ class JobRun:
                                 f"reached) for {NO_CPU_LIMIT:.0f} s")
             return
         registered = {c.host for c in self.cpus}
-        for host in self.job.needed_hosts() - registered:
+        for host in sorted(self.gone & registered):  # registered again: back, or stale?
+            if now - self.checked.get(host, 0.0) >= CPU_EVERY:
+                self.checked[host] = now
+                if await self._alive(host):
+                    self.gone.discard(host)
+                    self.say(f"node {host} is back")
+        running = {a.host for a in self.job.running()}
+        for host in sorted((self.job.needed_hosts() | running) - registered):
             await self._check_host(host)
 
     async def _alive(self, host: str) -> bool:
@@ -292,7 +304,7 @@ class JobRun:
         addrs |= {a.cpu for t in self.job.tasks.values() for a in t.attempts if a.host == host}
         for addr in addrs:
             try:
-                client = await Client.connect(addr, self.owner.identity, timeout=5.0)
+                client = await Client.connect(addr, self.owner.identity, timeout=3.0)
             except RemoteError:
                 continue
             await client.close()
@@ -302,12 +314,18 @@ class JobRun:
     async def _check_host(self, host: str, force: bool = False) -> bool:
         """Whether the node is there; if it is gone, its outputs are lost."""
         now = time.time()
+        if host in self.gone and not force:
+            return False
         if not force and now - self.checked.get(host, 0.0) < CPU_EVERY:
             return True
         self.checked[host] = now
         if await self._alive(host):
             return True
         why = f"node {host} is gone"
+        self.gone.add(host)
+        for a in self.job.running():  # its connection may not have ended yet
+            if a.host == host:
+                self._stop((a.task, a.number), f"its cpu node {host} is gone", True)
         for event in self.job.lost_on(host, why):
             self.record(event, f"{self.job.tasks[event['task']].label()}: its output went "
                                f"with node {host}; it runs again")
@@ -360,6 +378,8 @@ class JobRun:
                     f"{task.label()} attempt {n}{' (backup)' if start.backup else ''} "
                     f"started on {cpu.host}, writing on {out}")
         key = (task.id, n)
+        if task.kind == "reduce":  # the nodes whose map outputs it reads
+            self.sources[key] = {t.winner.host for t in self.job.maps}
         reporter = self.reporters[key] = Reporter()
         self.running[key] = asyncio.create_task(
             self._attempt(block, inputs, cpu, out, reporter))
@@ -370,8 +390,8 @@ class JobRun:
         try:
             done = await self.rcpu.run(block, inputs, cpu=cpu.name, out=out,
                                        on_start=lambda *a: started.append(True))
-        except GeryonError as err:
-            return "error", bool(started), str(err)
+        except (GeryonError, asyncssh.Error, OSError) as err:  # the connection was lost
+            return "error", bool(started), str(err) or err.__class__.__name__
         reporter.feed(done.stderr)  # captured whole: reports are read when it ends
         reporter.close()
         return "done", done
@@ -416,6 +436,7 @@ class JobRun:
         task = self.job.tasks[task_id]
         attempt = self.job.attempt(task, n)
         reporter = self.reporters.pop(key)
+        sources = self.sources.pop(key, set())
         now = time.time()
         base = {"task": task_id, "n": n, "t": now}
         where = f"{task.label()} attempt {n} on {attempt.host}"
@@ -455,8 +476,8 @@ class JobRun:
             why = describe_failure(done.returncode, done.exit_signal, reporter.stderr)
         counted = True
         if task.kind == "reduce":
-            hosts = {a.host for t in self.job.maps if t.winner for a in [t.winner]}
-            gone = [h for h in sorted(hosts) if not await self._check_host(h, force=True)]
+            gone = [h for h in sorted(sources) if h in self.gone
+                    or not await self._check_host(h, force=True)]
             if gone:
                 why, counted = f"{why}; its input went with node {', '.join(gone)}", False
         if counted and not await self._alive(attempt.host):
@@ -503,7 +524,7 @@ class JobRun:
             block = cleanup_block(self.spec.name, paths, everything)
             try:
                 done = await self.rcpu.run(block, (), cpu=cpu.name, out=disk)
-            except GeryonError as err:
+            except (GeryonError, asyncssh.Error, OSError) as err:
                 self.say(f"clean-up of {disk} on {host}: {err}")
                 return
             if done.returncode != 0:
