@@ -121,8 +121,8 @@ def map_block(spec: JobSpec, task: int, attempt: int) -> str:
     return "\n".join([
         "set -o pipefail",
         'mkdir -p "$cpudisk"/' + q(f"{spec.name}/map") + " || exit 1",
-        f"printf 'reporter:counter:{GERYON},map input bytes,%s\\n' "
-        f'"$(du -sb --apparent-size {disk} | cut -f1)" >&2',
+        f"find {disk}/ -type f -printf '%s\\n' | awk '{{s += $1}} END {{printf "
+        f"\"reporter:counter:{GERYON},map input bytes,%d\\n\", s}}' >&2",
         " | ".join(stages) + " || exit $?",
         f"printf 'geryon:partitions %s\\n' \"$(stat -c %s {prefix}"
         f"{{0..{spec.partitions - 1}}} | tr '\\n' ' ')\" >&2",
