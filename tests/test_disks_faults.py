@@ -35,7 +35,7 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
         ip("netns", "exec", net.switch, "tc", "qdisc", "add", "dev", "v1", "root", "tbf",
            "rate", "2mbit", "burst", "32kbit", "latency", "5s")
         loading = subprocess.Popen([*net.prefix(2), GERYON, "load", "--app", "mbox",
-                                    str(corpus)], env=env, stdout=subprocess.PIPE,
+                                    "--replicas", "0", str(corpus)], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         wait_for(lambda: list(chunks[1].glob(".chunk*.incoming")) or loading.poll(),
                  timeout=60, interval=0.02, what="node1 to be receiving an image")
@@ -56,7 +56,7 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
                               prefix=net.prefix(1))
         assert not list(chunks[1].glob(".chunk*.incoming"))
         assert run("ls", "d1.mbox").returncode == 1  # not registered until refreshed
-        again = run("load", "--app", "mbox", str(corpus))
+        again = run("load", "--app", "mbox", "--replicas", "0", str(corpus))
         assert again.returncode == 0, again.stderr
         assert "files already on disks of mbox were passed over" in again.stderr
         filled = [line.split()[0] for line in again.stdout.splitlines()]
@@ -78,7 +78,7 @@ def test_a_node_killed_while_load_sends_to_it_loses_nothing_and_the_load_complet
         assert not filecmp.dircmp(corpus, back).diff_files
         assert sorted(p.relative_to(back) for p in back.rglob("*")) == \
             sorted(p.relative_to(corpus) for p in corpus.rglob("*"))
-        third = run("load", "--app", "mbox", str(corpus))  # nothing left to do
+        third = run("load", "--app", "mbox", "--replicas", "0", str(corpus))  # nothing to do
         assert (third.returncode, third.stdout) == (0, "")
         assert "240 files already on disks of mbox were passed over" in third.stderr
         for node in nodes:

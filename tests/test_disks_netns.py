@@ -35,7 +35,8 @@ def test_load_spreads_refresh_registers_cat_from_fourth_host_and_dead_nodes_drop
     nodes = [start_node(home, registry.address, tmp_path / f"n{i}", f"node{i}", 2,
                         prefix=net.prefix(i)) for i in range(3)]
     corpus = make_corpus(tmp_path / "corpus", files=400, seed=7)
-    loaded = geryon("load", "--app", "mbox", str(corpus)).stdout.splitlines()
+    loaded = geryon("load", "--app", "mbox", "--replicas", "0",
+                    str(corpus)).stdout.splitlines()
     assert len(loaded) >= 3
     assert {line.split()[1] for line in loaded} == {"node0", "node1", "node2"}
 
