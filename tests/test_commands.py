@@ -113,12 +113,25 @@ def test_a_garbage_chunk_does_not_keep_the_others_offline(home, registry, tmp_pa
 
 
 def test_the_demo_runs_and_cleans_up(tmp_path):
-    result = subprocess.run([GERYON, "demo"], env=env_for(tmp_path), capture_output=True,
-                            text=True, timeout=300)
+    import os
+    work = tmp_path / "demo"
+    result = subprocess.run([GERYON, "demo", "--dir", str(work)], env=env_for(tmp_path),
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    for step in ("geryon regquery", "geryon load --app mbox corpus", "live", "down",
+    for step in ("geryon regquery", "geryon load --app mbox --replicas 1 corpus", "live",
+                 "in sync", "rcpu -v '{ls /n}' d0.mbox", "same as the local pipeline",
+                 "same answer as before: yes", "md5sum of the line", "open http://127.0.0.1:",
                  "sftp> ls"):
-        assert step in result.stdout
+        assert step in result.stdout, step
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(work).encode() in f.read():
+                    left.append(pid)
+        except OSError:
+            continue
+    assert not left, f"processes left behind: {left}"
 
 
 @pytest.mark.parametrize("args,message", [

@@ -51,6 +51,11 @@ class DiskCache:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
 
+    def clear(self) -> None:
+        """Remove every entry and the cache's directory."""
+        self.entries.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     @property
     def size(self) -> int:
         return sum(e.size for e in self.entries.values())

@@ -21,6 +21,7 @@ block) from a caller with role submit or admin is run in four steps:
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import asyncssh
 
+from geryon.children import die_with_parent
 from geryon.errors import GeryonError
 from geryon.rcpu.block import BlockRequest
 from geryon.rcpu.cache import DiskCache
@@ -130,7 +132,11 @@ class CpuService:
         self.unprivileged = check_namespaces()
         self.stats = Stats()
         self.workers = max(1, min(4, os.cpu_count() or 1))
-        self.pool = ProcessPoolExecutor(self.workers)
+        # forkserver: workers are not forked from a process with threads and an event loop;
+        # they die with the node even when it is SIGKILLed
+        self.pool = ProcessPoolExecutor(self.workers, initializer=die_with_parent,
+                                        initargs=(signal.SIGKILL,),
+                                        mp_context=multiprocessing.get_context("forkserver"))
         self.registry = None
         self.shipments = Shipments()
 
@@ -150,6 +156,7 @@ class CpuService:
 
     async def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.cache.clear()  # on tmpfs it is memory: a stopped node gives it back
         if self.registry is not None:
             await self.registry.close()
 

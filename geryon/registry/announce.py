@@ -1,26 +1,17 @@
 """grid/register and grid/reglisten: run a server and keep it registered while it runs."""
 
 import asyncio
-import ctypes
 import logging
 import os
-import signal
 import socket
 
 from geryon import dial
+from geryon.children import die_with_parent
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.registry.client import Registrar
 
 log = logging.getLogger("geryon.registry")
-
-
-def die_with_parent() -> None:
-    """In a child: be sent SIGTERM when the process that started us dies (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the child outlives us, as it would anywhere else
 
 
 def exit_status(returncode: int) -> int:
