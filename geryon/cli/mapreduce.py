@@ -32,7 +32,7 @@ registry_long = click.option("--registry", default="", metavar="ADDR",
               help="carry on a job whose driver stopped, from its committed tasks")
 @click.option("-v", "--verbose", is_flag=True, help="say what happens, on stderr")
 @registry_long
-@click.argument("blocks", nargs=-1)
+@click.argument("blocks", nargs=-1, metavar="MAP REDUCE DISK...")
 def mapreduce(partitions, combiner, timeout, attempts, slots, hash_name, no_backups, name,
               resume, verbose, registry, blocks):
     """Run MAP on every input disk and REDUCE on each partition of what the maps wrote.
@@ -148,7 +148,12 @@ def jobs(ctx, registry):
 @click.argument("job")
 @click.pass_obj
 def jobs_cat(registry, job):
-    """Print a done job's result: its parts in partition order."""
+    """Print a done job's result: its parts in partition order.
+
+    \b
+    Example:
+      geryon jobs cat mr-20250101-120000-1a2b | sort -k2nr | head
+    """
     from geryon.config import Config
     from geryon.mapreduce.parts import write_parts
     from geryon.ns.ca import Identity
@@ -168,7 +173,12 @@ def jobs_cat(registry, job):
 @jobs.command("log", context_settings=CONTEXT_SETTINGS)
 @click.argument("job")
 def jobs_log(job):
-    """Print a job's log: every attempt, where it ran and how it ended."""
+    """Print a job's log: every attempt, where it ran and how it ended.
+
+    \b
+    Example:
+      geryon jobs log mr-20250101-120000-1a2b | grep -v done
+    """
     from geryon.mapreduce.state import JobDir
 
     job_dir = JobDir.of(job)
