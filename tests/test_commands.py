@@ -123,14 +123,17 @@ def test_the_demo_runs_and_cleans_up(tmp_path):
                  "same answer as before: yes", "md5sum of the line", "open http://127.0.0.1:",
                  "sftp> ls"):
         assert step in result.stdout, step
-    left = []
+    left = []  # anything still running with a file of the demo's open, or in its argv
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if str(work).encode() in f.read():
-                    left.append(pid)
+                named = str(work).encode() in f.read()
+            held = any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(work))
+                       for fd in os.listdir(f"/proc/{pid}/fd"))
         except OSError:
             continue
+        if named or held:
+            left.append(pid)
     assert not left, f"processes left behind: {left}"
 
 

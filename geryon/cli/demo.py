@@ -11,9 +11,10 @@ from geryon.cli import CONTEXT_SETTINGS
 def demo(keep, directory):
     """Start a whole cluster on loopback, show it working, and clean up.
 
-    Makes a certificate authority, starts a registry, registers services the ways
-    Inferno's grid did (register, reglisten, a persistent shell-style entry), and shows
-    them with regquery, with OpenSSH's sftp and as they come and go.
+    Makes a certificate authority, a registry, an Owen scheduler and three nodes with
+    chunk disks, cpus and workers; loads a corpus with replicas; runs rcpu blocks, the
+    word-count mapreduce (again with a node killed) and the seed's filesplit md5sum job;
+    prints the web monitors' address; then stops everything.
 
     \b
     Example:

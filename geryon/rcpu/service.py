@@ -132,11 +132,11 @@ class CpuService:
         self.unprivileged = check_namespaces()
         self.stats = Stats()
         self.workers = max(1, min(4, os.cpu_count() or 1))
-        # forkserver: workers are not forked from a process with threads and an event loop;
-        # they die with the node even when it is SIGKILLed
+        # spawn: workers are not forked from a process with threads and an event loop, and
+        # are the node's own children, so they die with it even when it is SIGKILLed
         self.pool = ProcessPoolExecutor(self.workers, initializer=die_with_parent,
                                         initargs=(signal.SIGKILL,),
-                                        mp_context=multiprocessing.get_context("forkserver"))
+                                        mp_context=multiprocessing.get_context("spawn"))
         self.registry = None
         self.shipments = Shipments()
 
