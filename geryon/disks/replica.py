@@ -128,7 +128,9 @@ class Follower:
         self.backoff.reset()
         while True:
             chunk = self.served.chunk
-            out = await run(master, f"image-tail {chunk.log_id} {chunk.used} {self.wait:g}")
+            # wait on the master only once caught up: until then, the answer is at once
+            wait = self.wait if self.state == "in sync" else 0
+            out = await run(master, f"image-tail {chunk.log_id} {chunk.used} {wait:g}")
             log_id, end, data = split_tail(out)
             self.master_end = end
             if log_id != chunk.log_id or end < chunk.used:
