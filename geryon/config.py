@@ -9,7 +9,7 @@ so after joining no command needs flags.
 import os
 import socket
 import tomllib
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 from pathlib import Path
 
 from geryon.errors import GeryonError
@@ -60,7 +60,8 @@ POSITIVE = ("keepalive", "sftp_max_read", "sftp_max_write", "sftp_max_handles",
             "registry_history", "registry_history_bytes", "owen_blacklist_after",
             "owen_parole", "owen_copies", "owen_deadline", "owen_grace", "owen_data_bytes",
             "owen_result_bytes")
-SECONDS = ("keepalive", "ssh_login_timeout", "owen_parole", "owen_deadline", "owen_grace")  # the rest are whole numbers
+# Keys in seconds (any positive number); the other POSITIVE keys are whole numbers.
+SECONDS = ("keepalive", "ssh_login_timeout", "owen_parole", "owen_deadline", "owen_grace")
 BOOLEANS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
             "yes": True, "no": False}
 
@@ -70,36 +71,13 @@ def home() -> Path:
     return Path(os.environ.get("GERYON_HOME") or Path.home() / ".geryon")
 
 
-@dataclass
-class Config:
-    """Validated settings for one command run."""
+# One attribute per key of DEFAULTS, each a string: the table is the one list of settings.
+_Settings = make_dataclass("_Settings", [(key, str, field(default=default))
+                                         for key, (default, _) in DEFAULTS.items()])
 
-    registry: str = ""
-    name: str = ""
-    host: str = ""
-    mdns: str = "off"
-    mdns_interface: str = ""
-    keepalive: str = "1"
-    ndb: str = ""
-    sftp_max_read: str = DEFAULTS["sftp_max_read"][0]
-    sftp_max_write: str = DEFAULTS["sftp_max_write"][0]
-    sftp_max_handles: str = DEFAULTS["sftp_max_handles"][0]
-    ssh_max_sessions: str = DEFAULTS["ssh_max_sessions"][0]
-    ssh_max_command: str = DEFAULTS["ssh_max_command"][0]
-    ssh_login_timeout: str = DEFAULTS["ssh_login_timeout"][0]
-    registry_line_bytes: str = DEFAULTS["registry_line_bytes"][0]
-    registry_pairs: str = DEFAULTS["registry_pairs"][0]
-    registry_identity_bytes: str = DEFAULTS["registry_identity_bytes"][0]
-    registry_history: str = DEFAULTS["registry_history"][0]
-    registry_history_bytes: str = DEFAULTS["registry_history_bytes"][0]
-    sched: str = ""
-    owen_blacklist_after: str = DEFAULTS["owen_blacklist_after"][0]
-    owen_parole: str = DEFAULTS["owen_parole"][0]
-    owen_copies: str = DEFAULTS["owen_copies"][0]
-    owen_deadline: str = DEFAULTS["owen_deadline"][0]
-    owen_grace: str = DEFAULTS["owen_grace"][0]
-    owen_data_bytes: str = DEFAULTS["owen_data_bytes"][0]
-    owen_result_bytes: str = DEFAULTS["owen_result_bytes"][0]
+
+class Config(_Settings):
+    """Validated settings for one command run (Config.load)."""
 
     @classmethod
     def load(cls, **overrides) -> "Config":

@@ -59,6 +59,26 @@ def announce_ready(path: str, text: str = "") -> None:
     os.replace(tmp, path)
 
 
+async def serve_until_stopped(server, address: str, service: str, what: str,
+                              port_file: str = "", ready_file: str = "") -> None:
+    """Start a daemon's server on a dial string, say where it serves (port file, ready
+    file, stderr), and serve until the process is told to stop."""
+    from pathlib import Path
+
+    from geryon import dial
+    from geryon.ns.server import wait_forever
+    await server.start(address)
+    if port_file:
+        Path(port_file).write_text(f"{server.port}\n")
+    served = f"tcp!{dial.parse(address, service).host}!{server.port}"
+    announce_ready(ready_file, served)
+    click.echo(f"{what} on {served}", err=True)
+    try:
+        await wait_forever()
+    finally:
+        await server.close()
+
+
 # The option every command that talks to the registry takes.
 registry_option = click.option("--registry", "-R", default="", metavar="ADDR",
                                help="registry dial string (default: config / GERYON_REGISTRY)")

@@ -6,7 +6,7 @@ import sys
 import click
 
 from geryon.cli import (CONTEXT_SETTINGS, announce_ready, ready_option, registry_option,
-                        run_async, setup_logging)
+                        run_async, serve_until_stopped, setup_logging)
 
 sched_option = click.option("--sched", "-S", default="", metavar="ADDR",
                             help="scheduler dial string (default: GERYON_SCHED, the "
@@ -39,10 +39,8 @@ def sched(address, state, scripts, registry, port_file, ready_file, verbose):
     """
     from pathlib import Path
 
-    from geryon import dial
     from geryon.config import Config, home
     from geryon.ns.ca import Identity
-    from geryon.ns.server import wait_forever
     from geryon.owen.server import SchedServer
 
     setup_logging(verbose)
@@ -51,16 +49,8 @@ def sched(address, state, scripts, registry, port_file, ready_file, verbose):
     async def main():
         server = SchedServer(Path(state) if state else home() / "sched", Identity.load(),
                              config=config, scripts=Path(scripts) if scripts else None)
-        await server.start(address)
-        if port_file:
-            Path(port_file).write_text(f"{server.port}\n")
-        served = f"tcp!{dial.parse(address, 'infsched').host}!{server.port}"
-        announce_ready(ready_file, served)
-        click.echo(f"scheduler on {served}", err=True)
-        try:
-            await wait_forever()
-        finally:
-            await server.close()
+        await serve_until_stopped(server, address, "infsched", "scheduler", port_file,
+                                  ready_file)
 
     run_async(main(), daemon=True)
 

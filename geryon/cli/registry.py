@@ -3,7 +3,7 @@
 import click
 
 from geryon.cli import (CONTEXT_SETTINGS, announce_ready, ready_option, registry_option,
-                        run_async, setup_logging)
+                        run_async, serve_until_stopped, setup_logging)
 
 
 def pairs_of(values) -> dict:
@@ -35,10 +35,8 @@ def registry(address, state, mdns_interface, port_file, ready_file, verbose):
     """
     from pathlib import Path
 
-    from geryon import dial
     from geryon.config import Config, home
     from geryon.ns.ca import CertificateAuthority, Identity
-    from geryon.ns.server import wait_forever
     from geryon.registry.server import RegistryServer
 
     setup_logging(verbose)
@@ -53,16 +51,8 @@ def registry(address, state, mdns_interface, port_file, ready_file, verbose):
                                 ca=CertificateAuthority.at(), keepalive=float(config.keepalive),
                                 mdns_interface=mdns_interface or (
                                     config.mdns_interface if config.use_mdns else ""))
-        await server.start(address)
-        if port_file:
-            Path(port_file).write_text(f"{server.port}\n")
-        served = f"tcp!{dial.parse(address, 'registry').host}!{server.port}"
-        announce_ready(ready_file, served)
-        click.echo(f"registry on {served}", err=True)
-        try:
-            await wait_forever()
-        finally:
-            await server.close()
+        await serve_until_stopped(server, address, "registry", "registry", port_file,
+                                  ready_file)
 
     run_async(main(), daemon=True)
 

@@ -27,7 +27,7 @@ import asyncssh
 from asyncssh import sftp as sftpconst
 from asyncssh.sftp import SFTPServerHandler  # the protocol handler, cut down below
 
-from geryon.errors import GeryonError, LimitExceeded, Unsupported
+from geryon.errors import GeryonError, Unsupported
 from geryon.ns.limits import SessionLimits, refuse
 from geryon.ns.tree import (Caller, Dir, Exists, File, MessageHandle, NotFound, NsError,
                             PermissionDenied, unless)
