@@ -276,6 +276,20 @@ def _config(ctx):
     return config, lambda: dial_registry(config)
 
 
+def _then_refresh(ctx, work):
+    """Run work(registry client, config) and then a refresh, as one command of the group."""
+    from geryon.disks.refresh import Refresher
+    config, dial = _config(ctx)
+
+    async def main():
+        async with await dial() as client:
+            done = await work(client, config)
+            await Refresher(client, config.ndb_path).refresh()
+            return done
+
+    return run_async(main())
+
+
 @disks.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--on", "node", default="", metavar="NODE",
               help="the node to hold the copy (default: the one with most spare chunks)")
@@ -292,19 +306,10 @@ def replicate(ctx, disk, node):
     Example:
       geryon disks replicate d0.mbox --on node2
     """
-    from geryon.disks.refresh import Refresher
     from geryon.disks.replicas import replicate as add
 
-    config, dial = _config(ctx)
-
-    async def main():
-        async with await dial() as client:
-            placed = await add(client, config.ndb_path, disk, node,
-                               keepalive=float(config.keepalive))
-            await Refresher(client, config.ndb_path).refresh()
-            return placed
-
-    placed = run_async(main())
+    placed = _then_refresh(ctx, lambda client, config: add(
+        client, config.ndb_path, disk, node, keepalive=float(config.keepalive)))
     click.echo(f"{placed.name} {placed.host} {placed.chunk} in sync with {disk}")
 
 
@@ -323,19 +328,10 @@ def promote(ctx, disk, node):
     Example:
       geryon disks promote d0.mbox node1
     """
-    from geryon.disks.refresh import Refresher
     from geryon.disks.replicas import promote as make_master
 
-    config, dial = _config(ctx)
-
-    async def main():
-        async with await dial() as client:
-            said = await make_master(client, config.ndb_path, disk, node,
-                                     keepalive=float(config.keepalive))
-            await Refresher(client, config.ndb_path).refresh()
-            return said
-
-    click.echo(run_async(main()))
+    click.echo(_then_refresh(ctx, lambda client, config: make_master(
+        client, config.ndb_path, disk, node, keepalive=float(config.keepalive))))
 
 
 @disks.command(context_settings=CONTEXT_SETTINGS)
