@@ -30,6 +30,31 @@ from support import GERYON, Process, env_for, make_home, wait_for  # noqa: E402
 KEEPALIVE = 10.0   # seconds between the simulated workers' SSH keepalives
 
 
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU time a process has used (with children: also that of its children waited for)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def runners_cpu(worker: int) -> float:
+    """CPU time of a worker's runner shells and every task they ran (waited for)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(worker)], capture_output=True,
+                         text=True).stdout.split()
+    total = 0.0
+    for pid in out:
+        try:
+            total += cpu_seconds(int(pid), children=True)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -64,18 +89,25 @@ def part1(tmp: Path, lines: int) -> None:
     env = env_for(home, GERYON_SCHED=sched.address)
     wait_for(lambda: "bench state idle" in subprocess.run(
         [GERYON, "owen", "nodes"], env=env, capture_output=True, text=True).stdout, 20)
+    cpu = (cpu_seconds(sched.proc.pid), cpu_seconds(worker.proc.pid),
+           runners_cpu(worker.proc.pid), children_cpu())
     start = time.monotonic()
     id = subprocess.run([GERYON, "owen", "start", "filesplit", "-l", str(data), "test",
                          "md5sum"], env=env, capture_output=True, text=True,
                         check=True).stdout.strip()
     subprocess.run([GERYON, "owen", "wait", id], env=env, check=True, capture_output=True)
     owen = time.monotonic() - start
+    used = [after - before for before, after in zip(cpu, (
+        cpu_seconds(sched.proc.pid), cpu_seconds(worker.proc.pid),
+        runners_cpu(worker.proc.pid), children_cpu()))]
     assert Path(f"{data}.result").stat().st_size > 0
     worker.stop()
     sched.stop()
+    before = children_cpu()
     with open(data, "rb") as f:
         xargs = timed(["xargs", "-P2", "-d", "\n", "-n1", "sh", "-c",
                        'printf "%s\\n" "$1" | md5sum', "_"], stdin=f, stdout=subprocess.DEVNULL)
+    xargs_cpu = children_cpu() - before
     parallel = None
     if shutil.which("parallel"):
         with open(data, "rb") as f:
@@ -88,12 +120,16 @@ def part1(tmp: Path, lines: int) -> None:
         print(f"  parallel -j2 --pipe -N1:    {parallel:7.2f} s  {lines / parallel:7.0f} tasks/s")
     print(f"  geryon / xargs = {xargs / owen:.2f}x"
           + (f", geryon / parallel = {parallel / owen:.2f}x" if parallel else ""))
+    ms = [1000 * u / lines for u in used]
+    print(f"  CPU per task: scheduler {ms[0]:.2f} ms, worker {ms[1]:.2f} ms, its shells and "
+          f"md5sum {ms[2]:.2f} ms, owen start + wait {ms[3]:.2f} ms (total "
+          f"{sum(ms):.2f} ms); xargs and its sh and md5sum {1000 * xargs_cpu / lines:.2f} ms")
 
 
 async def simulated_worker(address, identity, name, done: list, stop: asyncio.Event,
                            connected: list):
     """One worker with one slot, as cheap as it can be: one open `task` for every task,
-    the id written without waiting for its answer, a `test true` result at once."""
+    a `test true` result at once, the read of the next offer sent with it."""
     from geryon.ns.client import Client
     from geryon.owen import wire
     client = await Client.connect(address, identity, timeout=120, keepalive=KEEPALIVE)
@@ -103,15 +139,15 @@ async def simulated_worker(address, identity, name, done: list, stop: asyncio.Ev
     sftp = await client.session()
     f = await sftp.open("/task", "r+b", block_size=0)
     result = wire.format_result(True, b"ok\n")
-    n = 0
     try:
+        data = await f.read(1 << 16, 0)
         while not stop.is_set():
             reader = wire.OfferReader(1 << 20)
-            while reader.feed(await f.read(1 << 16, 0)) is None:
-                pass
-            n += 1
-            # both requests go out at once, in this order (the session keeps it)
-            await asyncio.gather(f.write(f"{name}.{n}".encode(), 0), f.write(result, 0))
+            while reader.feed(data) is None:
+                data = await f.read(1 << 16, 0)
+            # the result, and the read of the next offer behind it (the session keeps
+            # their order)
+            _, data = await asyncio.gather(f.write(result, 0), f.read(1 << 16, 0))
             done.append(time.monotonic())
     finally:
         await client.close()

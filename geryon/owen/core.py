@@ -303,6 +303,7 @@ class Scheduler:
         self.rules = rules or Rules()
         self.clock = clock
         self.uniq = uniq
+        self.boot = uniq()                    # names this run's attempts (attempt_id)
         self.jobs: dict[int, Job] = {}
         self.nodes: dict[str, Node] = {}
         self.waiters: deque[Waiter] = deque()
@@ -787,18 +788,27 @@ class Scheduler:
 
     # -- attempts --
 
+    def attempt_id(self, attempt: Attempt) -> str:
+        """The name the scheduler gives an attempt (unique across its restarts too)."""
+        return f"{self.boot}.{attempt.serial}"
+
     def started(self, attempt: Attempt, worker_id: str) -> None:
-        """The worker took the attempt and named it worker_id (stoptask names it so)."""
+        """The worker took the attempt, named worker_id (stoptask names it so); a
+        running attempt is renamed (a worker that gives its own id after the offer)."""
         if not worker_id or len(worker_id) > 128 or any(c.isspace() for c in worker_id):
             raise OwenError(f"task {attempt.taskid}: the worker's id must be one word of at "
                             "most 128 characters")
-        if worker_id in attempt.node.attempts:
+        node = attempt.node
+        if node.attempts.get(worker_id, attempt) is not attempt:
             raise OwenError(f"task {attempt.taskid}: worker id {worker_id!r} is in use on "
-                            f"node {attempt.node.name}")
-        attempt.state = step(ATTEMPT, attempt.state, "start", f"attempt {attempt.taskid}")
-        attempt.node.attempts.pop(f"#{attempt.serial}", None)
+                            f"node {node.name}")
+        if attempt.state == RUNNING:
+            node.attempts.pop(attempt.worker_id, None)
+        else:
+            attempt.state = step(ATTEMPT, attempt.state, "start", f"attempt {attempt.taskid}")
+            node.attempts.pop(f"#{attempt.serial}", None)
         attempt.worker_id = worker_id
-        attempt.node.attempts[worker_id] = attempt
+        node.attempts[worker_id] = attempt
 
     def result(self, attempt: Attempt, ok: bool, output: bytes, why: str = "") -> str:
         """A finished attempt's result; returns what became of it (done, duplicate,

@@ -185,6 +185,7 @@ class SQLiteStorage(Storage):
                               "of its own (a damaged sched.db can be moved aside: its jobs "
                               "are then lost)") from None
         self.sizes: dict[int, int] = {}
+        self.dirty: dict[int, JobRecord] = {}   # saved at the next flush
 
     def new_job_id(self):
         self.flush()
@@ -205,19 +206,28 @@ class SQLiteStorage(Storage):
              json.dumps(job.counts, sort_keys=True)))
 
     def flush(self):
+        if self.dirty:   # the jobs whose tasks finished: saved once a commit, not a task
+            if not self.db.in_transaction:
+                self.db.execute("begin")
+            for job in self.dirty.values():
+                self._save(job)
+            self.dirty.clear()
         if self.db.in_transaction:
             try:
                 self.db.commit()
             except sqlite3.Error:
                 self.db.rollback()
                 self.sizes.clear()
+                self.dirty.clear()
                 raise
 
     def save_job(self, job):
+        self.dirty.pop(job.id, None)
         self._save(job)
         self.flush()
 
     def delete_job(self, job):
+        self.dirty.pop(job, None)
         with self.db:
             if not self.db.in_transaction:
                 self.db.execute("begin")
@@ -227,15 +237,16 @@ class SQLiteStorage(Storage):
         self._drop_dir(job)
 
     def jobs(self):
-        out = []
+        out = {}
         for row in self.db.execute("select * from job order by id").fetchall():
             (id, owner, uniq, state, priority, grp, description, argv, deadline, created,
              finished, counts) = row
-            out.append(JobRecord(id, owner, uniq, state, priority,
-                                 None if grp is None else tuple(quote.split(grp)), description,
-                                 tuple(quote.split(argv)), deadline, created, finished,
-                                 json.loads(counts)))
-        return out
+            out[id] = JobRecord(id, owner, uniq, state, priority,
+                                None if grp is None else tuple(quote.split(grp)), description,
+                                tuple(quote.split(argv)), deadline, created, finished,
+                                json.loads(counts))
+        out.update((id, replace(job, counts=dict(job.counts))) for id, job in self.dirty.items())
+        return [job for _, job in sorted(out.items())]
 
     def save_task(self, job, n, state, failures):
         self.db.execute("insert or replace into task values (?, ?, ?, ?)",
@@ -252,7 +263,6 @@ class SQLiteStorage(Storage):
             self.db.execute("begin")
         self.db.execute("savepoint finish")   # a failure undoes this finish, not the others
         try:
-            self._save(job)
             self.db.execute("insert or replace into task values (?, ?, 'done', ?)",
                             (job.id, n, failures))
             self.db.execute("insert into result (job, n, start, data) values (?, ?, ?, ?)",
@@ -263,6 +273,7 @@ class SQLiteStorage(Storage):
         finally:
             self.db.execute("release finish")
         self.sizes[job.id] = start + len(record)
+        self.dirty[job.id] = job
 
     def result(self, job, offset=0, size=-1):
         end = None if size < 0 else offset + size

@@ -205,14 +205,16 @@ class TaskFile(File):
 
 
 # What a `task` handle takes next: state -> (the operation allowed, the state after it).
-# A result written whole moves "started" on to "finished" (TaskHandle.write).
+# After an offer the attempt runs, named by the scheduler; the worker's first write may
+# rename it (one word) or begin the result.  A result written whole moves "started" on
+# to "finished" (TaskHandle.write), where a read asks for the next offer.
 TASK_FILE = {"waiting": ("read", "offered"), "offered": ("write", "started"),
              "started": ("write", "started"), "finished": ("read", "offered")}
 
 
 class TaskHandle(MessageHandle):
-    """One slot's exchange on `task`, in the order TASK_FILE gives (wire.py): an offer, the
-    worker's id, the result, and again the next offer while the file stays open."""
+    """One slot's exchange on `task`, in the order TASK_FILE gives (wire.py): an offer,
+    the result, and again the next offer while the file stays open."""
 
     def __init__(self, tree: SchedTree, caller, node):
         super().__init__(caller, self._next)
@@ -241,17 +243,20 @@ class TaskHandle(MessageHandle):
                 await event.wait()
         attempt = self.waiter.attempt
         self.tree.conn(self.caller).attempts.add(attempt)
+        sched.started(attempt, sched.attempt_id(attempt))
         remaining = max(1.0, attempt.deadline - sched.clock())
         generator = attempt.job.generator
-        return wire.format_offer(attempt.taskid, remaining, wire.format_description(
-            attempt.task.spec, getattr(generator, "output", "data"), keep_of(generator)))
+        return wire.format_offer(attempt.taskid, remaining, attempt.worker_id,
+                                 wire.format_description(
+                                     attempt.task.spec, getattr(generator, "output", "data"),
+                                     keep_of(generator)))
 
     async def write(self, offset, data):
-        if self.state == "offered":
-            self._expect("write")
+        before = self.state
+        self._expect("write")
+        if before == "offered" and not data.startswith(b"data "):   # the worker's own id
             self.tree.sched.started(self.waiter.attempt, text_of(data, "task", 256).strip())
             return
-        self._expect("write")
         got = self.result.feed(data)
         if got is not None:
             self.state = "finished"
@@ -269,7 +274,7 @@ class TaskHandle(MessageHandle):
         self.tree.ready.pop(self.waiter.serial, None)
         attempt = self.waiter.attempt
         sched = self.tree.sched
-        if attempt is None or self.state in ("waiting", "offered") or attempt.state == "offered":
+        if attempt is None or attempt.state == "offered":
             sched.withdraw(self.waiter)
             sched.changed()
         elif self.state != "finished":

@@ -4,21 +4,24 @@ Pure, like geryon.owen.records, whose record format it uses for everything but t
 line.  On an open `task`:
 
   read   the offer (waits until work is assigned): the header
-         `<jobuniq>.<jobid>#<n> <deadline-seconds>\\n`, then the description as records:
+         `<jobuniq>.<jobid>#<n> <deadline-seconds> <attempt-id>\\n`, then the
+         description as records:
          `task` (quoted words: jobtype and arguments), `output` (bundle), `keep` (failed
          or all: the work directories to keep), `env` (quoted `TAG value` lines), one
          `file:<name>` per file, `input`, then an empty `end` record; one message that
          may take several reads
-  write  the worker's own id for the attempt (one word; `stoptask` names it later)
+  write  (optional) the worker's own id for the attempt, one word; without it the
+         attempt is named by the header's attempt id (`stoptask` names it so)
   write  the result, one record named `ok` or `failed` (its data is the output, or for
          a failure the reason and the end of stderr); it may take several writes, and
          the last one returns once the scheduler has kept it
   read   the next offer on the same open file, or
   close  ends the attempt (before a result: the attempt failed)
 
-Owen gave the header alone, took the id, then gave the description; giving them in one
-message, and the next offer on the same open file, takes two round trips a task instead
-of six (the id is written without waiting for its answer).
+Owen gave the header alone, took the worker's id, then gave the description; giving
+them in one message with an id made by the scheduler, and the next offer on the same
+open file, takes a task one write and one read (sent together) instead of six round
+trips.
 
 On `reconnect`: write a record `task` holding `<taskid> <worker-id>`, then the result
 record as above.
@@ -34,16 +37,17 @@ class WireError(RecordError):
     """Bytes on `task` or `reconnect` that break the protocol."""
 
 
-def format_header(taskid: str, deadline: float) -> bytes:
-    return f"{taskid} {max(1, int(deadline))}\n".encode()
+def format_header(taskid: str, deadline: float, attempt_id: str = "") -> bytes:
+    return f"{taskid} {max(1, int(deadline))}{' ' + attempt_id if attempt_id else ''}\n".encode()
 
 
-def parse_header(data: bytes) -> tuple[str, int]:
+def parse_header(data: bytes) -> tuple[str, int, str]:
+    """(taskid, deadline, the scheduler's id for the attempt or "")."""
     words = data.decode("utf-8", errors="replace").split()
-    if len(words) != 2 or "#" not in words[0] or not words[1].isdigit():
+    if len(words) not in (2, 3) or "#" not in words[0] or not words[1].isdigit():
         raise WireError(f"task: {data[:80]!r} is not a task header "
-                        "(`<jobuniq>.<jobid>#<n> <deadline>`)")
-    return words[0], int(words[1])
+                        "(`<jobuniq>.<jobid>#<n> <deadline> [<attempt-id>]`)")
+    return words[0], int(words[1]), words[2] if len(words) == 3 else ""
 
 
 @dataclass(frozen=True)
@@ -132,21 +136,21 @@ class DescriptionReader:
             raise WireError(f"task description: record {name!r} is not UTF-8 text") from None
 
 
-def format_offer(taskid: str, deadline: float, description: bytes) -> bytes:
-    """What the first read of `task` gives: the header, then the description."""
-    return format_header(taskid, deadline) + description
+def format_offer(taskid: str, deadline: float, attempt_id: str, description: bytes) -> bytes:
+    """What a read of `task` gives: the header, then the description."""
+    return format_header(taskid, deadline, attempt_id) + description
 
 
 class OfferReader:
-    """An offer out of bytes fed as they come: feed() gives (taskid, deadline,
-    Description) once the description's `end` came."""
+    """An offer out of bytes fed as they come: feed() gives (taskid, deadline, attempt
+    id, Description) once the description's `end` came."""
 
     def __init__(self, max_bytes: int):
         self.head = b""
-        self.header: tuple[str, int] | None = None
+        self.header: tuple[str, int, str] | None = None
         self.description = DescriptionReader(max_bytes)
 
-    def feed(self, data: bytes) -> tuple[str, int, Description] | None:
+    def feed(self, data: bytes) -> tuple[str, int, str, Description] | None:
         if self.header is None:
             self.head += data
             line, newline, rest = self.head.partition(b"\n")

@@ -6,7 +6,7 @@ Owen's backoff (1 s +-25%, x1.5, capped at 5 min: geryon.retry).  On each connec
 writes `nodename` and `attrs`, hands in every result it could not hand in before (through
 `reconnect`), reads `stoptask`, and runs one fetcher per slot: each holds an SFTP session
 of its own with `task` open on it, and reads its next offer there once the slot is free
-(wire.py gives the exchange: an offer, the id written without waiting, the result).
+(wire.py gives the exchange: an offer, then the result with the next read behind it).
 A task runs in a process of its own, outside the connection's life: if the connection is
 lost meanwhile, the finished result is kept in `<root>/pending/` and handed in through
 `reconnect` once connected again, so finished work is never lost.
@@ -39,7 +39,7 @@ from geryon.ns.ca import Identity
 from geryon.ns.client import Client, RemoteFile
 from geryon.owen import wire
 from geryon.owen.records import format_record
-from geryon.owen.runner import Runner, task_file
+from geryon.owen.runner import Runner, command_line
 from geryon.retry import CONNECTION_ERRORS, Backoff, Reconnect
 
 log = logging.getLogger("geryon.owen")
@@ -49,6 +49,7 @@ KILL = r""". "$0" && command -v killtask >/dev/null 2>&1 && killtask"""
 STDERR_KEPT = 200          # attempts' stderr files kept in <root>/log
 WHY_BYTES = 2000           # bytes of stderr sent back with a failure
 DESCRIPTION_BYTES = 256 << 20
+WRITE = 1 << 19            # bytes of a result per write
 _ids = itertools.count(1)
 
 
@@ -101,10 +102,10 @@ def host_attrs(root: Path, slots: int) -> dict[str, str]:
 class Attempt:
     """One task being run here."""
 
-    def __init__(self, taskid: str, worker_id: str, deadline: int, desc: wire.Description,
-                 work: Path):
+    def __init__(self, taskid: str, worker_id: str, deadline: int, desc: wire.Description):
         self.taskid, self.worker_id, self.deadline = taskid, worker_id, deadline
-        self.desc, self.work = desc, work
+        self.desc = desc
+        self.work: Path | None = None      # its runner's working directory, once it runs
         self.runner: Runner | None = None
         self.stopped = False
 
@@ -135,6 +136,7 @@ class Worker:
         self.types: dict[str, bool] = {}
         self.kept = 0
         self.runners: list[Runner] = []   # idle ones, for the next task
+        self.runner_ids = itertools.count()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
 
     async def _dial(self) -> Client:
@@ -182,17 +184,25 @@ class Worker:
 
     async def _fetch(self, client: Client) -> None:
         """One slot: take a task, run it, hand its result in, again, on one open `task`.
-        The run outlives the connection: if the connection goes meanwhile, its result is
-        kept."""
+        A result that fits one write goes out with the read of the next offer behind it
+        (the session answers them in order), so a task costs one round trip.  The run
+        outlives the connection: if the connection goes meanwhile, its result is kept."""
         sftp = await client.session()
-        f = None
+        f = handing = taking = None
         try:
             while True:
                 await self.free.acquire()
                 try:
                     if f is None:
                         f = await self._open_task(client, sftp)
-                    attempt, said = await self._take(f)
+                    taking = asyncio.ensure_future(self._take(f))
+                    if handing is not None:
+                        kept, handing = await handing, None
+                        if not kept:   # refused, and f closed: its offer read with it
+                            await asyncio.gather(taking, return_exceptions=True)
+                            f = await self._open_task(client, sftp)
+                            taking = asyncio.ensure_future(self._take(f))
+                    attempt, said = await taking
                 except BaseException:
                     self.free.release()
                     raise
@@ -203,9 +213,17 @@ class Worker:
                     run.add_done_callback(lambda t, a=attempt: self._keep(a, t.result())
                                           if not t.cancelled() else None)
                     raise
-                if not await self._hand_in(client, attempt, f, said, record):
-                    f = None
+                alone = not said.done() or len(record) > WRITE
+                handing = asyncio.ensure_future(self._hand_in(client, attempt, f, said,
+                                                              record))
+                if alone:   # the next read may not go out before this result is written
+                    kept, handing = await handing, None
+                    if not kept:
+                        f = None
         finally:
+            for job in (handing, taking):
+                if job is not None and not job.done():
+                    job.cancel()
             sftp.exit()
 
     async def _open_task(self, client, sftp) -> RemoteFile:
@@ -217,7 +235,8 @@ class Worker:
         return RemoteFile(raw, "/task", client.address)
 
     async def _take(self, f: RemoteFile) -> tuple[Attempt, asyncio.Future]:
-        """The next offer on f; the attempt, and the write of its id (not waited for)."""
+        """The next offer on f; the attempt, and the write of our own id for it when the
+        scheduler gave none (not waited for: it is answered while the task runs)."""
         reader = wire.OfferReader(DESCRIPTION_BYTES)
         offer = None
         while offer is None:
@@ -225,11 +244,14 @@ class Worker:
             if not data:
                 raise GeryonError("task: the scheduler ended the file before giving work")
             offer = reader.feed(data)
-        taskid, deadline, desc = offer
-        worker_id = f"{self.name}.{os.getpid()}.{next(_ids)}"
-        said = asyncio.ensure_future(f.write(worker_id))   # answered while the task runs
-        work = self.root / "work" / worker_id
-        return Attempt(taskid, worker_id, deadline, desc, work), said
+        taskid, deadline, worker_id, desc = offer
+        if worker_id:
+            said = asyncio.get_running_loop().create_future()
+            said.set_result(None)
+        else:
+            worker_id = f"{self.name}.{os.getpid()}.{next(_ids)}"
+            said = asyncio.ensure_future(f.write(worker_id))
+        return Attempt(taskid, worker_id, deadline, desc), said
 
     # -- running --
 
@@ -254,9 +276,12 @@ class Worker:
         reconnect."""
         try:
             await said
-            for i in range(0, max(1, len(record)), 1 << 19):
-                await f.write(record[i:i + (1 << 19)])
+            for i in range(0, max(1, len(record)), WRITE):
+                await f.write(record[i:i + WRITE])
             return True
+        except asyncio.CancelledError:   # the connection went: whether it was kept or
+            self._keep(attempt, record)  # not, reconnect tells (and counts it once)
+            raise
         except CONNECTION_ERRORS as err:
             log.warning("task %s: could not hand the result in (%s); keeping it for "
                         "reconnect", attempt.taskid, err)
@@ -271,16 +296,20 @@ class Worker:
         script = self.root / f"{desc.jobtype}.job"
         if not script.is_file():
             return False, f"this worker has no {desc.jobtype}.job".encode()
-        work = attempt.work
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        for name, data in desc.files:
-            place(work, name, data)
-        (work / ".geryon-input").write_bytes(desc.input)
-        env = dict(desc.env)
-        env.update(work=str(work), GERYON_RESULT=str(work / ".geryon-result"),
-                   GERYON_TASKID=attempt.taskid, GERYON_ROOT=str(self.root))
-        (work / ".geryon-task").write_bytes(task_file(script, desc.args, env))
+        runner = attempt.runner = self._runner()
+        work = attempt.work = runner.work   # emptied after each task: fresh for the next
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            for name, data in desc.files:
+                place(work, name, data)
+            runner.put_input(desc.input)
+            env = dict(desc.env)
+            env.update(work=str(work), GERYON_RESULT=str(work / ".geryon-result"),
+                       GERYON_TASKID=attempt.taskid, GERYON_ROOT=str(self.root))
+            line = command_line(work, script, desc.args, env)
+        except BaseException:
+            self._tidy(attempt, keep=False)
+            raise
         stderr_path = work / ".geryon-stderr"
         if exclusive:
             await self.exclusive.acquire()
@@ -290,17 +319,14 @@ class Worker:
         else:
             async with self.exclusive:
                 self.shared += 1
-        runner = attempt.runner = self._runner()
         try:
             try:
-                status = await asyncio.wait_for(runner.run(work), attempt.deadline)
+                status = await asyncio.wait_for(runner.run(line), attempt.deadline)
             except asyncio.TimeoutError:
                 await self._kill(attempt)
                 return self._failed(attempt, b"the task passed its deadline and was "
                                     b"killed\n" + tail(stderr_path))
         finally:
-            if runner.alive:
-                self.runners.append(runner)
             if exclusive:
                 self.exclusive.release()
             else:
@@ -316,15 +342,16 @@ class Worker:
             return self._failed(attempt, (f"{said} (stderr kept in "
                                           f"{kept or 'no file: it was empty'})\n"
                                           .encode() + tail(stderr_path)))
-        if desc.output == "bundle":
-            data = bundle(work)
-        else:
-            result = work / ".geryon-result"
-            if not result.exists():
-                result = work / "result"
-            data = result.read_bytes() if result.is_file() else b""
-        if desc.keep != "all":
-            remove(work)
+        try:
+            if desc.output == "bundle":
+                data = bundle(work)
+            else:
+                result = work / ".geryon-result"
+                if not result.exists():
+                    result = work / "result"
+                data = result.read_bytes() if result.is_file() else b""
+        finally:
+            self._tidy(attempt, keep=desc.keep == "all")
         return True, data
 
     def _runner(self) -> Runner:
@@ -332,16 +359,42 @@ class Worker:
             runner = self.runners.pop()
             if runner.alive:
                 return runner
-        return Runner(self.env, self.root)
+        return Runner(self.env, self.root,
+                      self.root / "work" / f"{os.getpid()}.{next(self.runner_ids)}")
 
     def _failed(self, attempt: Attempt, why: bytes, failure: bool = True
                 ) -> tuple[bool, bytes]:
         """A failed attempt's result; its working directory kept if the job says so."""
         keep = attempt.desc.keep
-        if keep == "all" or (keep == "failed" and failure):
-            return False, f"(working directory kept in {attempt.work})\n".encode() + why
-        remove(attempt.work)
+        kept = self._tidy(attempt, keep=keep == "all" or (keep == "failed" and failure))
+        if kept:
+            why = f"(its working directory is kept in {kept})\n".encode() + why
         return False, why
+
+    def _tidy(self, attempt: Attempt, keep: bool) -> Path | None:
+        """After an attempt: keep its working directory (moved to work/<worker id>) or
+        empty it for its runner's next task; its runner goes back to the pool.  Where it
+        was kept."""
+        work, runner = attempt.work, attempt.runner
+        kept = None
+        try:
+            if keep:
+                kept = work.parent / attempt.worker_id
+                runner.forget_input()
+                os.replace(work, kept)
+            elif runner.alive:
+                stderr = work / ".geryon-stderr"
+                if stderr.exists() and stderr.stat().st_size:
+                    stderr.unlink()   # cheaper than the next task's truncating it
+                empty(work, OURS)
+            else:
+                runner.forget_input()
+                remove(work)
+        except OSError as err:
+            log.warning("tidying %s after %s: %s", work, attempt.taskid, err)
+        if runner.alive:
+            self.runners.append(runner)
+        return kept
 
     def _keep_stderr(self, attempt: Attempt, path: Path) -> Path | None:
         """Keep a non-empty stderr in <root>/log (the newest STDERR_KEPT of them)."""
@@ -441,18 +494,25 @@ def place(work: Path, name: str, data: bytes) -> None:
     target.write_bytes(data)
 
 
+OURS = frozenset({".geryon-input", ".geryon-stderr"})  # written over by each task
+
+
+def empty(work: Path, but=frozenset()) -> None:
+    """Remove what a working directory holds, but the names in but (written again by the
+    next task: keeping them spares the file system a create and an unlink)."""
+    with os.scandir(work) as entries:
+        for entry in entries:
+            if entry.name in but:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
 def remove(work: Path) -> None:
-    """Remove an attempt's working directory (most hold only plain files)."""
-    try:
-        with os.scandir(work) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-        os.rmdir(work)
-    except OSError:
-        shutil.rmtree(work, ignore_errors=True)
+    """Remove a working directory and everything in it."""
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def bundle(work: Path) -> bytes:
