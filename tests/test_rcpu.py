@@ -250,3 +250,19 @@ def test_the_fast_client_finds_the_same_home_as_the_config(monkeypatch, tmp_path
     assert geryon_home() == str(home())
     monkeypatch.setenv("GERYON_HOME", str(tmp_path))
     assert geryon_home() == str(home())
+
+
+def test_an_output_disk_is_compacted_once_removals_are_a_quarter_of_it(cluster):
+    def used(disk):
+        line = [l for l in regquery(cluster, "automount", "1") if l.split()[0] == disk][0]
+        chunk_id, host = dict(zip(line.split()[1::2], line.split()[2::2]))["id"], "node1"
+        entry = regquery(cluster, "id", chunk_id, "host", host, "resource", "kfs")[0].split()
+        return int(dict(zip(entry[1::2], entry[2::2]))["used"])
+
+    made = rcpu(cluster, "-c", "node1", "--out", "d3.cpu",
+                "{head -c 1500000 /dev/urandom > $cpudisk/big}")
+    assert made.returncode == 0, made.stderr
+    wait_for(lambda: used("d3.cpu") > 1_500_000, 10, what="the fill to show the file")
+    gone = rcpu(cluster, "-c", "node1", "--out", "d3.cpu", "{rm $cpudisk/big}")
+    assert gone.returncode == 0, gone.stderr
+    wait_for(lambda: used("d3.cpu") < 100_000, 10, what="compaction to give the space back")

@@ -228,13 +228,16 @@ class Rcpu:
             process.stdin.write_eof()
         else:
             feeder = Feeder(stdin, process.stdin.write, process.stdin.write_eof)
-        gone = False
+        gone = lost = False
         try:
             await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))
             await process.wait_closed()
         except CallerGone:
             gone = True  # its reader went away: the block goes too, as with SIGPIPE
             process.close()
+        except (asyncssh.Error, OSError) as err:
+            lost = True  # the connection died mid-block: the cpu, or the way to it
+            log.info("block lost: %s", err)
         finally:
             if feeder is not None:
                 feeder.stop()
@@ -245,6 +248,9 @@ class Rcpu:
         signal_name = process.exit_signal[0] if process.exit_signal else ""
         if gone:
             status, signal_name = None, "PIPE"
+        if lost:
+            status, signal_name = 255, ""
+            captured[2] += b"rcpu: the connection to the cpu was lost during the block\n"
         if status is None and not signal_name:
             status = 255  # the channel closed without a status: the cpu died mid-block
         return CompletedBlock("", "", "", "", status if status is not None else -1,

@@ -262,19 +262,29 @@ class CpuService:
                 self.stats.failed += 1
                 return self._report(process, ended)
             try:
-                written = commit(out_chunk.chunk, work / "upper", out_name)
+                commit(out_chunk.chunk, work / "upper", out_name)
             except CommitError as err:
                 self.stats.failed += 1
                 process.stderr.write(f"rcpu: {err}\n".encode())
                 return 1
-            if written:
-                out_chunk.changed()
+            self._compact_if_worth_it(out_chunk)
+            out_chunk.changed()
             return 0
         finally:
             self.stats.running -= 1
             for key in held:
                 self.cache.release(key)
             shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _compact_if_worth_it(served) -> None:
+        """Rewrite an output chunk with its live records only once what blocks removed
+        (a finished job's intermediate files) is a quarter of it: an append-only log
+        would otherwise fill up job after job."""
+        chunk = served.chunk
+        if chunk.used - chunk.live > chunk.capacity // 4:
+            freed = chunk.compact()
+            log.info("compacted %s: %d bytes freed", chunk.path, freed)
 
     async def _local(self, served) -> tuple[str, Path]:
         """(cache key, files) of a chunk this node serves, read from its own file."""
