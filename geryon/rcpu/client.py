@@ -238,6 +238,14 @@ class Rcpu:
         except (asyncssh.Error, OSError) as err:
             lost = True  # the connection died mid-block: the cpu, or the way to it
             log.info("block lost: %s", err)
+            said = b"rcpu: the connection to the cpu was lost during the block\n"
+            if sinks[2] is None:
+                captured[2] += said
+            else:
+                try:
+                    sinks[2].write(said)
+                except CallerGone:
+                    pass  # nobody to tell
         finally:
             if feeder is not None:
                 feeder.stop()
@@ -250,7 +258,6 @@ class Rcpu:
             status, signal_name = None, "PIPE"
         if lost:
             status, signal_name = 255, ""
-            captured[2] += b"rcpu: the connection to the cpu was lost during the block\n"
         if status is None and not signal_name:
             status = 255  # the channel closed without a status: the cpu died mid-block
         return CompletedBlock("", "", "", "", status if status is not None else -1,
