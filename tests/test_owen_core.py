@@ -133,6 +133,21 @@ def test_failed_tasks_are_retried_before_new_ones_and_never_on_the_node_that_jus
     assert wb.attempt.job.tasks[0].failures == 1
 
 
+def test_a_task_every_able_node_did_last_goes_back_to_one_of_them(sched):
+    a, b = node(sched, "a"), node(sched, "b")
+    node(sched, "c", types=("exec",))          # cannot run it: does not count
+    job(sched, "fake", "2")
+    wa, wb = sched.request(a), sched.request(b)
+    assert (given(wa), given(wb)) == ((1, 0), (1, 1))
+    assert run(sched, wb) == "done"
+    assert run(sched, wa, b"") == "failed"
+    wb = sched.request(b)
+    assert given(wb) == (1, 0)                 # b did task 1 last, not task 0
+    assert run(sched, wb, b"") == "failed"
+    again = sched.request(a)
+    assert given(again) == (1, 0)              # both did it last: not waiting for ever
+
+
 def test_a_node_lacking_a_task_type_is_never_offered_it(sched):
     plain = node(sched, "plain", types=("exec",))
     job(sched, "fake", "3", "test")

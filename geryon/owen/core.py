@@ -262,10 +262,13 @@ class Node:
     waiting: int = 0
     last: tuple = ()                 # (job id, task n) it was given last
     stops: deque = field(default_factory=deque)    # worker ids to name on stoptask
+    _types: frozenset | None = None  # the job types attrs names, made when asked
 
     @property
     def jobtypes(self) -> set:
-        return {v for k, v in self.attrs.items() if k.startswith("jobtype")}
+        if self._types is None:   # made again after set_attrs
+            self._types = frozenset(v for k, v in self.attrs.items() if k.startswith("jobtype"))
+        return self._types
 
     def line(self) -> str:
         tasks = " ".join(a.taskid for a in self.attempts.values() if a.state in ACTIVE)
@@ -635,6 +638,7 @@ class Scheduler:
             if len(words) < 2:
                 raise OwenError(f"attrs: {line[:60]!r}: write `attr value` lines")
             node.attrs[words[0]] = " ".join(words[1:])
+            node._types = None
         self.note("node", node.name, node.state)
         self.dispatch()
         self.changed()
@@ -739,7 +743,7 @@ class Scheduler:
             job.retry.remove(n)  # finished meanwhile (a result came in by reconnect)
         for i, n in enumerate(job.retry):
             task = job.tasks[n]
-            if task.jobtype in types and node.last != (job.id, n) \
+            if task.jobtype in types and (node.last != (job.id, n) or self._only(node, job, n)) \
                     and not any(a.node is node for a in task.active):
                 del job.retry[i]
                 return task
@@ -761,6 +765,16 @@ class Scheduler:
                 if best is None or key < best[0]:
                     best = (key, task)
         return best[1] if best else None
+
+    def _only(self, node: Node, job: Job, n: int) -> bool:
+        """Whether every other node that may run job's task n was given it last, so that
+        keeping it from node too would leave it waiting for ever."""
+        jobtype = job.tasks[n].jobtype
+        return not any(other is not node and other.connections and other.last != (job.id, n)
+                       and jobtype in other.jobtypes and not self.blacklisted(other)
+                       and (job.group is None or other.name in job.group)
+                       and (self.group is None or other.name in self.group)
+                       for other in self.nodes.values())
 
     def _assign(self, waiter: Waiter, job: Job, task: Task) -> None:
         node = waiter.node

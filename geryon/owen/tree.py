@@ -230,17 +230,27 @@ class TaskHandle(MessageHandle):
                             f"a {allowed} (see docs/sched.md)")
         self.state = after
 
+    async def read(self, offset, size):
+        if not self.pending:   # a new offer: made at once when work is there already
+            before = self.state
+            self._expect("read")
+            if before == "finished":   # the same open asks for the next task
+                self.waiter = self.tree.sched.request(self.node)
+                self.result = wire.ResultReader(self.tree.limits.result_bytes, "task")
+            if self.waiter.attempt is not None:
+                self.pending = self._offer()
+        return await super().read(offset, size)
+
     async def _next(self) -> bytes:
-        before = self.state
-        self._expect("read")
-        sched = self.tree.sched
-        if before == "finished":   # the same open asks for the next task
-            self.waiter = sched.request(self.node)
-            self.result = wire.ResultReader(self.tree.limits.result_bytes, "task")
+        """The offer, once the waiter is given work (the read waits for it)."""
         if self.waiter.attempt is None:
             event = self.tree.ready[self.waiter.serial] = asyncio.Event()
             if self.waiter.attempt is None:
                 await event.wait()
+        return self._offer()
+
+    def _offer(self) -> bytes:
+        sched = self.tree.sched
         attempt = self.waiter.attempt
         self.tree.conn(self.caller).attempts.add(attempt)
         sched.started(attempt, sched.attempt_id(attempt))

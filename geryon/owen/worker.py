@@ -298,7 +298,11 @@ class Worker:
             return False, f"this worker has no {desc.jobtype}.job".encode()
         runner = attempt.runner = self._runner()
         work = attempt.work = runner.work   # emptied after each task: fresh for the next
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True)
+            runner.forget_input()   # new (or made again): its input file is not ours yet
+        except FileExistsError:
+            pass
         try:
             for name, data in desc.files:
                 place(work, name, data)
@@ -319,14 +323,19 @@ class Worker:
         else:
             async with self.exclusive:
                 self.shared += 1
+        overdue = []   # a timer, not wait_for: no task of its own for every task
+        timer = asyncio.get_running_loop().call_later(
+            attempt.deadline, lambda: overdue.append(asyncio.ensure_future(
+                self._kill(attempt))))
         try:
-            try:
-                status = await asyncio.wait_for(runner.run(line), attempt.deadline)
-            except asyncio.TimeoutError:
-                await self._kill(attempt)
+            status = await runner.run(line)
+            timer.cancel()
+            if overdue:
+                await overdue[0]
                 return self._failed(attempt, b"the task passed its deadline and was "
                                     b"killed\n" + tail(stderr_path))
         finally:
+            timer.cancel()
             if exclusive:
                 self.exclusive.release()
             else:
