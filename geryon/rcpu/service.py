@@ -138,6 +138,7 @@ class CpuService:
                                         initargs=(signal.SIGKILL,),
                                         mp_context=multiprocessing.get_context("spawn"))
         self.registry = None
+        self.servers: dict = {}  # chunk server address -> its Client, kept open
         self.shipments = Shipments()
 
     commands = property(lambda self: {"block": self.block})
@@ -157,6 +158,8 @@ class CpuService:
     async def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()  # on tmpfs it is memory: a stopped node gives it back
+        for client in self.servers.values():
+            await client.close()
         if self.registry is not None:
             await self.registry.close()
 
@@ -179,25 +182,30 @@ class CpuService:
         if served is not None:
             return await self._local(served)
         loop = asyncio.get_running_loop()
+        client = await self._chunk_server(found.addr)
+        ident = (await client.run("image-id", timeout=30, check=True)).stdout.split()
+        if len(ident) != 2:
+            raise CpuError(f"disk {disk}: its node answered image-id with {ident!r}")
+        key = f"{ident[0].decode()}-{ident[1].decode()}"
+
+        async def fetch(dest):
+            image = (await client.run("image-get", timeout=300, check=True)).stdout
+            log.info("fetched disk %s (%d bytes) from %s", disk, len(image), found.addr)
+            path = dest.with_name(f".image-{dest.name}")
+            await loop.run_in_executor(None, path.write_bytes, image)
+            return await unpack(self.pool, self.workers, path, dest)
+
+        return key, await self.cache.acquire(key, fetch)
+
+    async def _chunk_server(self, addr: str):
+        """A connection to a chunk server, kept for the next block (asking a cached disk's
+        content key then costs one exec, not an SSH handshake)."""
         from geryon.ns.client import Client
-        client = await Client.connect(found.addr, self.node.identity,
-                                      keepalive=self.node.keepalive)
-        try:
-            ident = (await client.run("image-id", timeout=30, check=True)).stdout.split()
-            if len(ident) != 2:
-                raise CpuError(f"disk {disk}: its node answered image-id with {ident!r}")
-            key = f"{ident[0].decode()}-{ident[1].decode()}"
-
-            async def fetch(dest):
-                image = (await client.run("image-get", timeout=300, check=True)).stdout
-                log.info("fetched disk %s (%d bytes) from %s", disk, len(image), found.addr)
-                path = dest.with_name(f".image-{dest.name}")
-                await loop.run_in_executor(None, path.write_bytes, image)
-                return await unpack(self.pool, self.workers, path, dest)
-
-            return key, await self.cache.acquire(key, fetch)
-        finally:
-            await client.close()
+        client = self.servers.get(addr)
+        if client is None or client.conn.is_closed():
+            client = self.servers[addr] = await Client.connect(
+                addr, self.node.identity, keepalive=self.node.keepalive)
+        return client
 
     async def _output(self, request: BlockRequest):
         """(disk name, ServedChunk) of the output disk: this node's own cpu chunk."""
