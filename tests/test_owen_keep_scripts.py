@@ -8,26 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from support import make_home, wait_for
-from test_owen_sched import nodes_up, owen, start_sched, start_worker
+from support import wait_for
+from test_owen_sched import cluster, owen  # noqa: F401 (the fixture: a scheduler, 2 workers)
 
 from geryon.owen.records import read_records
 from geryon.owen.runner import Runner, command_line
 
 FAILING = '{ read l; case "$l" in bad*) echo "no: $l" >&2; exit 3;; esac; echo "ok $l"; }'
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("owenkeep")
-    home = make_home(tmp / "home")
-    sched = start_sched(home, tmp / "state")
-    workers = [start_worker(home, sched.address, tmp / f"w{i}", f"w{i}") for i in range(2)]
-    nodes_up(home, sched.address, ["w0", "w1"])
-    yield home, sched, tmp
-    for w in workers:
-        w.stop()
-    sched.stop()
 
 
 def kept(tmp: Path) -> list[Path]:
