@@ -251,6 +251,11 @@ class Chunk:
         with self._naming():
             return list(self._tree.walk(normalise(top)))
 
+    def place(self, path):
+        """Where the record holding the file at `path` lies: a Place (offset, length)."""
+        with self._naming():
+            return self._tree.place(normalise(path))
+
     def read(self, path):
         """Return the data of the file at `path`, checked against its checksum."""
         with self._naming():

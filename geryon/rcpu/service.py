@@ -104,15 +104,16 @@ def copy_prefix(chunk_path: Path, used: int, image: Path) -> None:
 
 
 async def unpack(pool, workers: int, image: Path, dest: Path) -> int:
-    """Unpack a chunk image into dest, its files shared among the pool's processes (each
-    opens the image, which checks every record's checksum); return the bytes of files."""
-    from geryon.disks.fetch import unpack_image
-    from geryon.rcpu.cache import tree_size
+    """Unpack a chunk image into dest: one process lists its files (checking every
+    record), then the pool's processes share the writing; return the bytes of files."""
+    from geryon.chunkfs.extract import extract, plan
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.gather(*(loop.run_in_executor(pool, unpack_image, image, dest, part,
-                                                    workers) for part in range(workers)))
-        return await loop.run_in_executor(pool, tree_size, dest)
+        listing = await loop.run_in_executor(pool, plan, image)
+        written = await asyncio.gather(*(loop.run_in_executor(pool, extract, image, dest,
+                                                              listing, part, workers)
+                                         for part in range(workers)))
+        return sum(written)
     finally:
         image.unlink(missing_ok=True)
 
