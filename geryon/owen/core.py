@@ -743,7 +743,7 @@ class Scheduler:
             job.retry.remove(n)  # finished meanwhile (a result came in by reconnect)
         for i, n in enumerate(job.retry):
             task = job.tasks[n]
-            if task.jobtype in types and (node.last != (job.id, n) or self._only(node, job, n)) \
+            if task.jobtype in types and node.last != (job.id, n) \
                     and not any(a.node is node for a in task.active):
                 del job.retry[i]
                 return task
@@ -753,6 +753,11 @@ class Scheduler:
                     task = job.tasks[fresh.popleft()]
                     if task.state == PENDING:
                         return task
+        for i, n in enumerate(job.retry):   # nothing else here: a retry this node did last,
+            task = job.tasks[n]                # if every other node that may did it last too
+            if task.jobtype in types and not task.active and self._only(node, job, n):
+                del job.retry[i]
+                return task
         if job.retry or any(job.fresh.values()):
             return None
         best = None

@@ -50,6 +50,14 @@ class Conn:
     def __init__(self):
         self.node = None
         self.attempts = set()
+        self.handles = set()   # its open `task` files
+
+    def let_go(self, sched) -> None:
+        """The connection is going: its slots waiting for work wait no more, so a task
+        its lost attempts put back is not offered on it again."""
+        for handle in self.handles:
+            if handle.waiter.attempt is None:
+                sched.withdraw(handle.waiter)
 
 
 class Limits:
@@ -179,6 +187,7 @@ class SchedTree(Dir):
     async def _watch(self, caller, conn: Conn) -> None:
         await caller.closed.wait()
         self.conns.pop(caller, None)
+        conn.let_go(self.sched)
         self.sched.disconnect(conn.node, list(conn.attempts))
 
     def _attrs(self, caller) -> bytes:
@@ -222,6 +231,7 @@ class TaskHandle(MessageHandle):
         self.state = "waiting"
         self.waiter = tree.sched.request(node)
         self.result = wire.ResultReader(tree.limits.result_bytes, "task")
+        tree.conn(caller).handles.add(self)
 
     def _expect(self, op: str) -> None:
         allowed, after = TASK_FILE[self.state]
@@ -284,6 +294,11 @@ class TaskHandle(MessageHandle):
         self.tree.ready.pop(self.waiter.serial, None)
         attempt = self.waiter.attempt
         sched = self.tree.sched
+        conn = self.tree.conns.get(self.caller)
+        if conn is not None:
+            conn.handles.discard(self)
+            if lost:   # a session ends unclosed when its connection goes
+                conn.let_go(sched)
         if attempt is None or attempt.state == "offered":
             sched.withdraw(self.waiter)
             sched.changed()
