@@ -204,12 +204,14 @@ class Demo:
                               f"logs are in {self.dir}")
 
         self.step("again, with node2 killed in the middle: the job still completes")
+        # Each map waits a second first, so that the kill lands while maps run.
         job = subprocess.Popen([sys.executable, "-m", "geryon", "mapreduce", "--name",
-                                "demo-faults", "idx /n/d?.mbox/*/*/*", "agg", *disks],
-                               env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-        self.wait_until(lambda: "demo-faults" in self.geryon("jobs", check=False)
-                        or job.poll() is not None, "the second job to start", 60)
+                                "demo-faults", "{sleep 1; idx /n/d?.mbox/*/*/*}", "agg",
+                                *disks], env=self.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        self.wait_until(lambda: "phase map" in self.geryon("regquery", "job", "demo-faults",
+                                                           check=False)
+                        or job.poll() is not None, "the second job's maps to start", 60)
         victim = self.nodes[2]
         victim.kill()
         victim.wait()

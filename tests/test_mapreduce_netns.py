@@ -88,8 +88,9 @@ def test_nodes_killed_in_the_map_and_the_reduce_phase_change_nothing(net, tmp_pa
     nodes[1].kill(signal.SIGKILL)
     same_as_reference(finished(driver, "map-kill"))
     log = on_client("jobs", "log", "map-kill").stdout.decode()
-    assert "on node1" in log and ("node node1 is gone" in log or "cpu node node1" in log
-                                  or "status 255" in log or "connection" in log), log
+    said = log.lower()  # how the loss shows depends on when the kill came
+    assert "on node1" in log and ("node node1 is gone" in said or "cpu node node1" in said
+                                  or "status 255" in said or "connection" in said), log
 
     # node2 dies while a reduce runs on it, holding map outputs the reduces need
     driver = start_job("reduce-kill")

@@ -223,6 +223,7 @@ class RemoteFile:
         self.address = address
         self.own_session = own_session
         self.offset = 0
+        self.written = False  # a close then commits what was written, so it must be answered
 
     async def read(self, size: int = READ_SIZE) -> bytes:
         """The next bytes (one message, for files that give messages); b'' at the end."""
@@ -242,6 +243,7 @@ class RemoteFile:
     async def write(self, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode()
+        self.written = True
         try:
             await self.f.write(data, self.offset)
         except Exception as err:
@@ -260,5 +262,8 @@ class RemoteFile:
             await self.f.close()
         except asyncssh.SFTPError as err:
             raise explain(err, f"{self.address}: close {self.path}") from None
-        except (OSError, asyncssh.Error) as err:  # the connection is gone: nothing to close
-            log.debug("close %s: %s", self.path, err)
+        except (OSError, asyncssh.Error) as err:
+            if self.written:  # what was written may not have taken: say so
+                raise explain(err, f"{self.address}: close {self.path} (what was written "
+                                   "may not have been kept)") from None
+            log.debug("close %s: %s", self.path, err)  # a reader: nothing to lose

@@ -122,7 +122,12 @@ class Registrar:
         self.entries.pop(name, None)
         f = self.files.pop(name, None)
         if f is not None:
-            await f.close()
+            try:
+                await f.close()
+            except RemoteError:
+                if self.client is not None and not self.client.conn.is_closed():
+                    raise
+                # the connection is gone, and a live entry with it: nothing left to remove
 
     async def _register(self, name: str) -> None:
         attrs = self.entries[name]
