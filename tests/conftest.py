@@ -29,3 +29,19 @@ def no_leftover_processes():
     before = set(support.Process.running)
     yield
     support.Process.kill_all(keep=before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_caches():
+    """cpu nodes keep unpacked disks on tmpfs and remove them when they stop; a node a
+    test SIGKILLed cannot, so what the session's nodes left there is removed at its end."""
+    import os
+    import shutil
+    import tempfile
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    caches = base / f"geryon-{os.getuid()}"
+    before = set(caches.iterdir()) if caches.is_dir() else set()
+    yield
+    if caches.is_dir():
+        for path in set(caches.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
