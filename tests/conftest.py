@@ -35,11 +35,10 @@ def no_leftover_processes():
 def no_leftover_caches():
     """cpu nodes keep unpacked disks on tmpfs and remove them when they stop; a node a
     test SIGKILLed cannot, so what the session's nodes left there is removed at its end."""
-    import os
     import shutil
-    import tempfile
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    caches = base / f"geryon-{os.getuid()}"
+
+    from geryon.node import default_cache_dir
+    caches = default_cache_dir(Path("any")).parent.parent  # where every node's cache lives
     before = set(caches.iterdir()) if caches.is_dir() else set()
     yield
     if caches.is_dir():
