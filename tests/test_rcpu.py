@@ -266,3 +266,13 @@ def test_an_output_disk_is_compacted_once_removals_are_a_quarter_of_it(cluster):
     gone = rcpu(cluster, "-c", "node1", "--out", "d3.cpu", "{rm $cpudisk/big}")
     assert gone.returncode == 0, gone.stderr
     wait_for(lambda: used("d3.cpu") < 100_000, 10, what="compaction to give the space back")
+
+
+def test_bg_prints_the_output_disk_and_the_block_runs_on(cluster):
+    marker = f"bg-{os.getpid()}"
+    started = rcpu(cluster, "--bg", "-c", "node0", f"{{sleep 1; echo done > $cpudisk/{marker}}}")
+    assert started.returncode == 0, started.stderr
+    disk = started.stdout.decode().strip()
+    assert disk.endswith(".cpu")
+    wait_for(lambda: rcpu(cluster, "-c", "node1", f"{{cat /n/{disk}/{marker} 2>/dev/null; true}}",
+                          disk).stdout == b"done\n", 30, 0.5, what="the background block's file")
