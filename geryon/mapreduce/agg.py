@@ -3,7 +3,7 @@
 import sys
 
 from geryon.mapreduce.lines import Aggregator, Pieces
-from geryon.mapreduce.streams import filter_inputs, say, shown, start, usage_error, write_out
+from geryon.mapreduce.streams import file_arguments, filter_inputs, say, shown, write_out
 
 USAGE = "usage: agg [file...]\n"
 
@@ -21,15 +21,7 @@ Example, a word count:
 
 
 def main(argv: list[str] | None = None) -> None:
-    start()
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(HELP)
-        return
-    if args[:1] == ["--"]:
-        args = args[1:]
-    elif args and args[0].startswith("-") and args[0] != "-":
-        usage_error("agg", USAGE, f"unknown option {args[0]}")
+    args = file_arguments("agg", USAGE, HELP, argv)
     agg = Aggregator()
     pieces = Pieces(b"\n")
 

@@ -101,3 +101,18 @@ def usage_error(prog: str, usage: str, message: str) -> None:
     say(prog, message)
     sys.stderr.write(usage)
     sys.exit(2)
+
+
+def file_arguments(prog: str, usage: str, help_text: str, argv) -> list[str]:
+    """The file names a filter (idx, agg) was given: -h prints help_text and exits 0, `--`
+    ends options, any other option is a usage error."""
+    start()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(help_text)
+        sys.exit(0)
+    if args[:1] == ["--"]:
+        return args[1:]
+    if args and args[0].startswith("-") and args[0] != "-":
+        usage_error(prog, usage, f"unknown option {args[0]}")
+    return args
