@@ -251,7 +251,7 @@ class ServedChunk:
                 await asyncio.wait_for(self.grew.wait(), wait)
             except (asyncio.TimeoutError, TimeoutError):
                 pass
-        chunk, path = self.chunk, self.path  # a swap-in may come: answer from one log
+        chunk = self.chunk  # a swap-in may come: answer from one log
         end = chunk.used
         process.stdout.write(f"{chunk.log_id} {end}\n".encode())
         if args[0] == chunk.log_id and offset < end:

@@ -231,9 +231,9 @@ class Job(TaskGenerator):
         except sexpr.SExprError as err:
             raise GeneratorError(f"job: {err}") from None
         if not isinstance(spec, sexpr.List) or spec.op != "job":
-            raise GeneratorError(f"job: the description must be one list starting with "
-                                 f"job, as in '(job (file (path F) (split lines)) (task exec "
-                                 f"md5sum))'")
+            raise GeneratorError("job: the description must be one list starting with "
+                                 "job, as in '(job (file (path F) (split lines)) (task exec "
+                                 "md5sum))'")
         budget = _Budget()
         dims: list[_Dim] = []     # the alternatives of each file and value, in order
         seen_names: set[str] = set()

@@ -25,7 +25,6 @@ common case, and a task can no more escape than it could a process group of its 
 import asyncio
 import os
 import re
-import shlex
 import signal
 from pathlib import Path
 

@@ -26,7 +26,6 @@ from geryon import dial
 from geryon.config import Config
 from geryon.errors import GeryonError
 from geryon.ns.ca import Identity
-from geryon.ns.client import RemoteError
 from geryon.retry import CONNECTION_ERRORS
 from geryon.web import views
 from geryon.web.trees import Hub, RegistryTree, SchedTree
