@@ -185,10 +185,13 @@ def test_a_compacted_master_is_fetched_again_whole(cluster, tmp_path):
         cluster, "chunk", "stat", str(cluster.dir / f"chunks{host[4:]}" / chunk)).splitlines()
         if line.startswith("log")]
     copy = master_of(cluster, "d0.mbox.r1").split("!")
+    assert log_id
     wait_for(lambda: run(cluster, "disks", "check", check=False).returncode == 0, timeout=10,
              interval=0.3, what="the replica to fetch the compacted log")
-    attrs = run(cluster, "regquery", "resource", "kfs", "host", copy[0], "id", copy[1])
-    assert log_id and f"log {log_id[0]}" in attrs
+    # its registered fill follows half a second after a change: wait for it, not a time
+    wait_for(lambda: f"log {log_id[0]}" in run(cluster, "regquery", "resource", "kfs", "host",
+                                               copy[0], "id", copy[1]),
+             timeout=10, interval=0.3, what="the replica's entry to name the new log")
 
 
 def test_the_replica_commands_check_roles_and_arguments(cluster, tmp_path):
