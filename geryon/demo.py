@@ -125,6 +125,14 @@ class Demo:
                 input="ls\n", capture_output=True, text=True, timeout=30)
             self.show("sftp> ls", out.stdout.replace("sftp> ls\n", ""))
 
+        self.step("where to look next")
+        for line in ("geryon demo --keep        leaves this cluster running; use it from "
+                     "another shell",
+                     "docs/getting-started.md   the same on several machines",
+                     "docs/cpu.md, docs/mapreduce.md, docs/owen.md, docs/web.md   each part",
+                     f"{self.dir}   the logs of every process (kept with --dir)"):
+            self.echo(f"  {line}")
+
     def started(self, *args, log: str, timeout: float = 30.0) -> subprocess.Popen:
         """Start a daemon with --ready and wait for it (it says when it serves)."""
         ready = self.dir / f"{log}.ready"
