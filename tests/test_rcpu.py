@@ -117,16 +117,23 @@ def test_a_disk_is_fetched_once_then_served_from_the_cache(cluster):
     def counters(node):
         line = regquery(cluster, "svc", "rstyx", "host", node)[0].split()
         attrs = dict(zip(line[1::2], line[2::2]))
-        return int(attrs["cachefills"]), int(attrs["cachehits"])
+        return int(attrs["fetches"]), int(attrs["cachehits"]), int(attrs["blocks"])
 
-    first = rcpu(cluster, "-c", "node1", "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
+    holder = [line.split()[2] for line in regquery(cluster, "automount", "1")
+              if line.split()[0] == "d0.mbox"][0]
+    cpu = "node1" if holder == "node0" else "node0"  # a cpu that must fetch d0.mbox
+    blocks = counters(cpu)[2]
+    first = rcpu(cluster, "-c", cpu, "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
     assert first.returncode == 0, first.stderr
-    wait_for(lambda: counters("node1")[0] >= 1, 10, what="the fill to be counted")
-    fills, hits = counters("node1")
-    again = rcpu(cluster, "-c", "node1", "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
+    # its counters are published every 2 s
+    wait_for(lambda: counters(cpu)[2] > blocks, 10, what="the block to be counted")
+    fetches, hits, blocks = counters(cpu)
+    assert fetches >= 1
+    again = rcpu(cluster, "-c", cpu, "{cat /n/d0.mbox/*/*/* | wc -c}", "d0.mbox")
     assert again.stdout == first.stdout
-    wait_for(lambda: counters("node1")[1] > hits, 10, what="the hit to be counted")
-    assert counters("node1")[0] == fills  # the second block fetched nothing
+    wait_for(lambda: counters(cpu)[2] > blocks, 10, what="the second block to be counted")
+    assert counters(cpu)[0] == fetches  # the second block fetched nothing
+    assert counters(cpu)[1] > hits
 
 
 def test_openssh_runs_a_block_and_a_monitor_is_refused(cluster):

@@ -61,6 +61,7 @@ class Stats:
     blocks: int = 0
     failed: int = 0
     running: int = 0
+    fetches: int = 0  # disks fetched whole from another node
 
 
 def check_namespaces() -> bool:
@@ -153,6 +154,7 @@ class CpuService:
         return {"svc": "rstyx", "host": self.node.name, "ncpu": str(os.cpu_count() or 1),
                 "load": f"{load:.2f}", "blocks": str(self.stats.blocks),
                 "failed": str(self.stats.failed), "running": str(self.stats.running),
+                "fetches": str(self.stats.fetches),
                 "cachefills": str(self.cache.counters.fills),
                 "cachehits": str(self.cache.counters.hits)}
 
@@ -190,6 +192,7 @@ class CpuService:
         key = f"{ident[0].decode()}-{ident[1].decode()}"
 
         async def fetch(dest):
+            self.stats.fetches += 1
             image = (await client.run("image-get", timeout=300, check=True)).stdout
             log.info("fetched disk %s (%d bytes) from %s", disk, len(image), found.addr)
             path = dest.with_name(f".image-{dest.name}")
@@ -270,14 +273,16 @@ class CpuService:
             if ended != ("exit", 0):
                 self.stats.failed += 1
                 return self._report(process, ended)
+            before = out_chunk.chunk.used
             try:
                 commit(out_chunk.chunk, work / "upper", out_name)
             except CommitError as err:
                 self.stats.failed += 1
                 process.stderr.write(f"rcpu: {err}\n".encode())
                 return 1
-            self._compact_if_worth_it(out_chunk)
-            out_chunk.changed()
+            if out_chunk.chunk.used != before:  # the block changed its output disk
+                self._compact_if_worth_it(out_chunk)
+                out_chunk.changed()
             return 0
         finally:
             self.stats.running -= 1
