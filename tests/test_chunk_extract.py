@@ -1,4 +1,5 @@
-"""chunkfs.extract: a chunk's files written out by shares, each record checked again."""
+"""chunkfs.extract: a chunk's files written out by shares, each body decompressed to exactly
+its stated size."""
 
 import os
 
@@ -43,7 +44,20 @@ def test_shares_together_write_exactly_the_chunks_files(tmp_path_factory, files,
     assert written == sum(len(d) for d in kept.values())
 
 
-def test_a_record_damaged_after_planning_is_refused(tmp_path):
+def test_one_process_per_share_writes_the_same(tmp_path):
+    from geryon.chunkfs.extract import extract_share
+    chunk = Chunk.create(tmp_path / "c", 1 << 20)
+    for i in range(30):
+        chunk.write(f"d{i % 3}/f{i}", bytes([i]) * (i * 37))
+    want = {e.path: chunk.read(e.path) for e in chunk.walk() if not e.is_dir}
+    chunk.close()
+    (tmp_path / "out").mkdir()
+    assert sum(extract_share(tmp_path / "c", tmp_path / "out", part, 3)
+               for part in range(3)) == sum(len(d) for d in want.values())
+    assert tree_of(tmp_path / "out") == want
+
+
+def test_a_body_damaged_after_planning_is_refused(tmp_path):
     chunk = Chunk.create(tmp_path / "c", 1 << 20)
     chunk.write("a/b", b"x" * 5000)
     chunk.close()

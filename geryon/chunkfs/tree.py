@@ -52,6 +52,7 @@ class Place:
     offset: int
     length: int
     body_len: int
+    flags: int = 0  # how the body is packed (record.ZSTD or not)
 
 
 class Tree:
@@ -245,7 +246,7 @@ _CHECKS = {
 
 
 def _apply_file(tree, r):
-    place = Place(r.offset, r.length, r.body_len)
+    place = Place(r.offset, r.length, r.body_len, r.flags)
     tree._add(IndexEntry(r.path, FILE, r.mode, r.mtime_ns, r.size), place)
 
 

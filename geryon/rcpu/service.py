@@ -105,14 +105,13 @@ def copy_prefix(chunk_path: Path, used: int, image: Path) -> None:
 
 
 async def unpack(pool, workers: int, image: Path, dest: Path) -> int:
-    """Unpack a chunk image into dest: one process lists its files (checking every
-    record), then the pool's processes share the writing; return the bytes of files."""
-    from geryon.chunkfs.extract import extract, plan
+    """Unpack a chunk image into dest, a share of its files for each of the pool's
+    processes (each lists the image, checking every record); return the bytes of files."""
+    from geryon.chunkfs.extract import extract_share
     loop = asyncio.get_running_loop()
     try:
-        listing = await loop.run_in_executor(pool, plan, image)
-        written = await asyncio.gather(*(loop.run_in_executor(pool, extract, image, dest,
-                                                              listing, part, workers)
+        written = await asyncio.gather(*(loop.run_in_executor(pool, extract_share, image,
+                                                              dest, part, workers)
                                          for part in range(workers)))
         return sum(written)
     finally:
