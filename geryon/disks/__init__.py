@@ -9,8 +9,8 @@ loaded).  I/O, thin: cluster (read ndb and registry), refresh (apply plans, watc
 remote (find and dial one disk), load and sources (fill new disks), fetch (copy out).
 
 refresh's plan() and load's load() are called by module (geryon.disks.plan.plan,
-geryon.disks.load.load), whose names they share.  The names below are loaded on first use, so that the pure modules load no asyncio or
-asyncssh.
+geryon.disks.load.load), whose names they share.  The names below are loaded on first
+use, so that the pure modules load no asyncio or asyncssh.
 """
 
 import importlib

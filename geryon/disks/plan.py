@@ -78,7 +78,8 @@ def failover(disk: NamedDisk, entry: Service | None, named: dict, chunks: dict) 
             return {"host": copy.host, "automount": "1", "persist": "1", "addr": chunk.name,
                     "id": copy.chunk, "replica": disk.replica, **record, "serving": name,
                     "readonly": "1", "master": disk.master}
-        notes.append(f"{name} is {'not named in the ndb file' if copy is None else describe(state, behind)}")
+        said = "not named in the ndb file" if copy is None else describe(state, behind)
+        notes.append(f"{name} is {said}")
     if not record:
         why = (f"its master {disk.master} is not served, and what it last published is not "
                "known, so no replica can be trusted")

@@ -79,7 +79,8 @@ TASK = {
 }
 FINISHED = frozenset({DONE, FAILED})
 
-NEW, STOPPED_JOB, RUNNING_JOB, COMPLETE, DELETED = "new", "stopped", "running", "complete", "deleted"
+NEW, STOPPED_JOB, RUNNING_JOB = "new", "stopped", "running"
+COMPLETE, DELETED = "complete", "deleted"
 # A job: new (cloned), stopped (loaded, or stopped), running, complete, deleted.
 JOB = {
     (NEW, "load"): STOPPED_JOB,

@@ -14,7 +14,8 @@ The name space's init is INIT, a few lines of Python, not the block's shell: a p
 immune to signals it does not handle, so a block run as pid 1 could not die of `kill -9
 $$`.  INIT runs the shell as its child, reaps orphans, and when the shell ends kills what
 is left and writes how the shell ended (`exit N` or `signal N`) on the descriptor named
-by its first argument, which the service reads to report an exit status or a death by signal exactly.
+by its first argument, which the service reads to report an exit status or a death by
+signal exactly.
 
 SETUP mounts a small tmpfs on /n (so `ls /n` shows exactly what the block was given), binds
 each input disk's files read-only at /n/<disk>, puts the output disk at /n/<cpudisk> as an
