@@ -77,8 +77,7 @@ def main():
         registry = support.start_registry(home)
         for i in range(3):
             support.start_node(home, registry.address, scratch / f"chunks{i}", f"node{i}", 2,
-                               "64M", extra=("--cpu", "--state", str(scratch / f"state{i}"),
-                                             "--cpu-chunks", "2", "--cpu-chunk-size", "1G"))
+                               "64M", extra=support.cpu_options(scratch / f"state{i}", "1G"))
         env = support.env_for(home, GERYON_REGISTRY=registry.address,
                               GERYON_NDB=scratch / "cluster.ndb")
         disks, files = [], []

@@ -101,7 +101,7 @@ def main():
         for i in range(2):
             support.start_node(home, registry.address, scratch / f"chunks{i}", f"node{i}",
                                args.runs + 1, "64M",
-                               extra=("--cpu", "--state", str(scratch / f"state{i}")))
+                               extra=support.cpu_options(scratch / f"state{i}", "64M"))
         env = support.env_for(home, GERYON_REGISTRY=registry.address,
                               GERYON_NDB=scratch / "cluster.ndb")
         subprocess.run([support.GERYON, "refresh"], env=env, check=True, capture_output=True)

@@ -165,6 +165,12 @@ def start_node(home: Path, registry: str, chunks: Path | None, name: str, new_ch
     return proc
 
 
+def cpu_options(state: Path, cpu_chunk_size: str = "4M", cpu_chunks: int = 2) -> tuple:
+    """start_node's `extra` for a node that is also a cpu, its output chunks in state."""
+    return ("--cpu", "--state", str(state), "--cpu-chunks", str(cpu_chunks),
+            "--cpu-chunk-size", cpu_chunk_size)
+
+
 def make_corpus(path: Path, files: int = 60, words: int = 3000, seed: int = 1) -> Path:
     """Text files of words under path/a/b, different for every file."""
     import random

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from support import (GERYON, Process, env_for, make_home, start_node,
-                     start_registry, wait_for)
+from support import (GERYON, cpu_options, env_for, make_home, start_node, start_registry,
+                     wait_for)
 
 NODES = 3
 
@@ -25,8 +25,7 @@ def cluster(tmp_path_factory):
     registry = start_registry(home)
     env = env_for(home, GERYON_REGISTRY=registry.address, GERYON_NDB=base / "cluster")
     nodes = [start_node(home, registry.address, base / f"chunks{i}", f"node{i}", 10, "160K",
-                        extra=("--cpu", "--state", str(base / f"state{i}"), "--cpu-chunks",
-                               "2", "--cpu-chunk-size", "24M")) for i in range(NODES)]
+                        extra=cpu_options(base / f"state{i}", "24M")) for i in range(NODES)]
     corpus = text_corpus(base / "corpus", files=48, words=2500)
     load(env, "mbox", corpus)
     c = {"home": home, "env": env, "corpus": corpus, "nodes": nodes, "base": base,

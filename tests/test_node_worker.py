@@ -1,6 +1,6 @@
 """`geryon node --worker`: the same node that serves disks and a cpu pulls Owen tasks."""
 
-from support import make_home, start_node, start_registry
+from support import cpu_options, make_home, start_node, start_registry
 from test_owen_sched import LINES, check_md5_records, nodes_up, owen, start_sched
 
 
@@ -9,8 +9,7 @@ def test_a_node_with_disks_a_cpu_and_a_worker_runs_the_seeds_filesplit_job(tmp_p
     registry = start_registry(home)
     sched = start_sched(home, tmp_path / "sched")
     node = start_node(home, registry.address, tmp_path / "chunks", "node0", 1, "1M",
-                      extra=("--cpu", "--state", str(tmp_path / "state"), "--cpu-chunk-size",
-                             "1M", "--worker", "--worker-root", str(tmp_path / "worker"),
+                      extra=(*cpu_options(tmp_path / "state", "1M"), "--worker", "--worker-root", str(tmp_path / "worker"),
                              "--sched", sched.address, "--install", "test"))
     try:
         nodes_up(home, sched.address, ["node0"])

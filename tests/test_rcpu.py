@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from support import (BIN, GERYON, env_for, make_corpus, make_home, member_home, ssh_options,
-                     start_node, start_registry, wait_for)
+from support import (BIN, GERYON, cpu_options, env_for, make_corpus, make_home, member_home,
+                     ssh_options, start_node, start_registry, wait_for)
 
 RCPU = str(BIN / "rcpu")
 
@@ -20,8 +20,7 @@ def cluster(tmp_path_factory):
     registry = start_registry(home)
     env = env_for(home, GERYON_REGISTRY=registry.address, GERYON_NDB=base / "cluster")
     nodes = [start_node(home, registry.address, base / f"chunks{i}", f"node{i}", 2, "64M",
-                        extra=("--cpu", "--state", str(base / f"state{i}"), "--cpu-chunks",
-                               "2", "--cpu-chunk-size", "4M")) for i in range(2)]
+                        extra=cpu_options(base / f"state{i}")) for i in range(2)]
     corpus = make_corpus(base / "corpus", files=40, words=200)
     subprocess.run([GERYON, "load", "--app", "mbox", str(corpus)], env=env, check=True,
                    capture_output=True, timeout=120)

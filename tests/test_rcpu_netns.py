@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from netns import Network
-from support import BIN, GERYON, env_for, make_corpus, make_home, start_node, start_registry
+from support import (BIN, GERYON, cpu_options, env_for, make_corpus, make_home, start_node,
+                     start_registry)
 
 RCPU = str(BIN / "rcpu")
 
@@ -32,8 +33,7 @@ def test_blocks_run_on_every_cpu_in_turn_read_disks_across_hosts_and_survive_a_d
 
     nodes = [start_node(home, registry.address, tmp_path / f"chunks{i}", f"node{i}", 1, "8M",
                         prefix=net.prefix(i),
-                        extra=("--cpu", "--state", str(tmp_path / f"state{i}"),
-                               "--cpu-chunk-size", "4M")) for i in range(3)]
+                        extra=cpu_options(tmp_path / f"state{i}")) for i in range(3)]
     corpus = make_corpus(tmp_path / "corpus", files=30, words=100)
     assert on_client([GERYON, "load", "--app", "mbox", str(corpus)]).returncode == 0
     assert on_client([GERYON, "refresh"]).returncode == 0

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from support import (GERYON, Process, env_for, make_corpus, make_home, member_home,
-                     start_node, start_registry)
+from support import (GERYON, Process, cpu_options, env_for, make_corpus, make_home,
+                     member_home, start_node, start_registry)
 
 from geryon.owen.records import read_records
 
@@ -68,8 +68,7 @@ def cluster(tmp_path_factory):
     home = make_home(tmp / "home")
     registry = start_registry(home)
     node = start_node(home, registry.address, tmp / "chunks", "node0", 3, "16M",
-                      extra=("--cpu", "--state", str(tmp / "state0"), "--cpu-chunks", "2",
-                             "--cpu-chunk-size", "4M"))
+                      extra=cpu_options(tmp / "state0"))
     sched = start_sched(home, tmp / "sched", registry.address)
     workers = [start_worker(home, sched.address, tmp / f"w{i}", f"w{i}") for i in range(2)]
     env = {"GERYON_REGISTRY": registry.address, "GERYON_SCHED": sched.address,

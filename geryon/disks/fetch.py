@@ -27,18 +27,14 @@ def place(dest: Path, relative: str, data: bytes, mode: int | None, mtime: float
         os.utime(target, (mtime, mtime))
 
 
-def unpack_image(image: Path, dest: Path, part: int = 0, parts: int = 1) -> int:
-    """Write every file of a chunk image under dest (with parts > 1: every parts-th file,
-    starting at number `part`, so that several processes can share the work).  The chunk
-    format already refuses paths that climb out, so directories are made once each and
-    files written directly."""
+def unpack_image(image: Path, dest: Path) -> int:
+    """Write every file of a chunk image under dest.  The chunk format already refuses
+    paths that climb out, so directories are made once each and files written directly."""
     count = 0
     made = set()
     top = os.fspath(dest)
     with Chunk.open(image, readonly=True) as chunk:
-        for number, entry in enumerate(chunk.walk()):
-            if number % parts != part and not entry.is_dir:
-                continue
+        for entry in chunk.walk():
             target = os.path.join(top, entry.path)
             if entry.is_dir:
                 if target not in made:

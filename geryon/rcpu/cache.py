@@ -11,7 +11,6 @@ block on the same disk fetched nothing.
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -118,11 +117,3 @@ class DiskCache:
             shutil.rmtree(entry.path, ignore_errors=True)
             log.info("cache: evicted %s", entry.key)
 
-
-def tree_size(path: Path) -> int:
-    """Bytes of the files under path."""
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for name in filenames:
-            total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total

@@ -167,14 +167,14 @@ class Rcpu:
         disks = tuple(disk_name(d) for d in disks)
         shipped = [(os.path.basename(p), read_shipped(p)) for p in ship]
         rc = home() / "gridrc.sh"  # the caller's own functions, sourced before the block
-        if rc.exists():
+        has_rc = rc.exists()
+        if has_rc:
             shipped.append((RC_NAME, read_shipped(rc)))
         tried = []
         for service in await self.order(cpu):
             host = service.attrs.get("host", "")
             disk = disk_name(out) if out else await self.finddisk(host, disks)
-            request = BlockRequest(text, tuple(disks), disk, ship=bool(ship),
-                                   rc=rc.exists())
+            request = BlockRequest(text, tuple(disks), disk, ship=bool(ship), rc=has_rc)
             try:
                 client = await self._connect(service.name)
             except RemoteError as err:
