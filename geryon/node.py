@@ -371,6 +371,7 @@ class Node:
         self.worker_settings = worker
         self.worker = None  # the Owen worker, once started
         self.cpu = None  # the CpuService, once started
+        self.unprivileged = False  # whether blocks need a user name space (start() finds out)
         self.cpu_server = None
         self.cpu_name = ""
         self.tasks: list[asyncio.Task] = []
@@ -388,7 +389,8 @@ class Node:
                               "start with --new-chunks N to create chunks there")
         if self.cpu_settings is not None:
             from geryon.rcpu.service import check_namespaces
-            check_namespaces()  # before anything is registered: say plainly if it cannot be
+            # before anything is registered: say plainly if it cannot be
+            self.unprivileged = check_namespaces()
         await self.registrar.connect(wait=True)  # at boot the registry may not be up yet
         host = self.listen_host or self.registrar.local_host
         if self.chunks_dir is not None:
@@ -433,7 +435,8 @@ class Node:
                               cache_dir=settings.cache_dir or default_cache_dir(
                                   Path(settings.state_dir)),
                               cache_limit=settings.cache_limit,
-                              rc_files=(self.identity.directory / "gridrc.sh",))
+                              rc_files=(self.identity.directory / "gridrc.sh",),
+                              unprivileged=self.unprivileged)
         self.cpu_server = Server(self.cpu.tree(), self.identity, keepalive=self.keepalive,
                                  commands=self.cpu.commands)
         await self.cpu_server.start(f"tcp!{host}!0")

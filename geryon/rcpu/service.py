@@ -122,7 +122,7 @@ class CpuService:
     """Runs blocks for one node (geryon.node.Node), which serves the chunks."""
 
     def __init__(self, node, state_dir: Path, *, cache_dir: Path, cache_limit: int,
-                 rc_files: tuple[Path, ...] = ()):
+                 rc_files: tuple[Path, ...] = (), unprivileged: bool):
         self.node = node
         self.state_dir = Path(state_dir)
         self.scratch = self.state_dir / "scratch"
@@ -130,7 +130,7 @@ class CpuService:
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.cache = DiskCache(cache_dir, cache_limit)
         self.rc_files = (GRIDRC, *rc_files)
-        self.unprivileged = check_namespaces()
+        self.unprivileged = unprivileged  # what check_namespaces() found
         self.stats = Stats()
         self.workers = max(1, min(4, os.cpu_count() or 1))
         # spawn: workers are not forked from a process with threads and an event loop, and
