@@ -12,7 +12,8 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geryon.mapreduce.lines import Aggregator, Indexer, Partitioner, Pieces, hash65599
+from geryon.mapreduce.lines import (Aggregator, Indexer, Partitioner, Pieces, Tally, expand,
+                                    hash65599)
 
 BIN = Path(sys.executable).parent
 SLOW = settings(max_examples=25, deadline=None,
@@ -159,6 +160,77 @@ def test_cat_idx_sort_agg_equals_a_word_count(tmp_path):
     assert out.splitlines() == sorted(out.splitlines())
 
 
+# ---- mrsort and agg -s --------------------------------------------------------------------
+
+def c_sort(*args, input=b""):
+    """What `LC_ALL=C sort` itself writes."""
+    return subprocess.run(["sort", *map(str, args)], input=input, capture_output=True,
+                          check=True, env={**os.environ, "LC_ALL": "C"}, timeout=60).stdout
+
+
+SORT_CASES = [b"", b"\n", b"b\na\n", b"b\na", b"\n\nx\n\n", b"a\x00b\na\na\x00\n",
+              b"\xff\n\x80\nA\na\n\r\n \n", b"same\n" * 1000 + b"other\n",
+              b"x" * (3 << 20) + b"\nshort\n" + b"y" * (2 << 20)]
+
+
+@pytest.mark.parametrize("memory", [None, "0", "1K"])
+def test_mrsort_writes_what_sort_writes(memory):
+    option = [] if memory is None else ["-S", memory]
+    for data in SORT_CASES:
+        out = run("mrsort", *option, input=data)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == c_sort(input=data), data[:40]
+        handed_over = b"sorting with sort(1)" in out.stderr
+        if memory != "1K":
+            assert handed_over == (memory == "0" and data != b""), out.stderr
+
+
+def test_mrsort_files_each_end_a_line_as_sort_has_it(tmp_path):
+    (tmp_path / "1").write_bytes(b"b\na")        # no final newline: `a` ends with the file
+    (tmp_path / "2").write_bytes(b"c\nz")
+    (tmp_path / "empty").write_bytes(b"")
+    files = [tmp_path / "1", tmp_path / "empty", tmp_path / "2"]
+    for option in ([], ["-S0"]):
+        out = run("mrsort", *option, *files)
+        assert out.stdout == c_sort(*files) == b"a\nb\nc\nz\n"
+
+
+def test_mrsort_reports_an_unreadable_file_and_sorts_the_rest(tmp_path):
+    (tmp_path / "a").write_bytes(b"2\n1\n")
+    out = run("mrsort", tmp_path / "missing", tmp_path / "a")
+    assert (out.returncode, out.stdout) == (1, b"1\n2\n")
+    assert b"mrsort: cannot open" in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-S"], b"requires argument"), (["-S", "12Q"], b"'12Q' is not a size"),
+    (["-x"], b"option -x not recognized")])
+def test_mrsort_usage_errors(args, message):
+    out = run("mrsort", *args)
+    assert out.returncode == 2
+    assert message in out.stderr and b"usage: mrsort" in out.stderr
+
+
+def test_agg_s_is_sort_then_agg(tmp_path):
+    data = b"b 1\na 2\nb 3\nnot a count x\na b 1\na 5 1\na 9\nk\t4\nk 1\n" * 3
+    expected = subprocess.run(f"LC_ALL=C sort | {BIN}/agg", shell=True, input=data,
+                              capture_output=True, timeout=60)
+    for option in (["-s"], ["-s", "-S", "0"]):
+        out = run("agg", *option, input=data)
+        assert (out.returncode, out.stdout) == (expected.returncode, expected.stdout)
+        assert expected.stderr in out.stderr  # the same report of the bad lines
+    assert b"-S is the memory of -s" in run("agg", "-S", "1M").stderr
+
+
+def test_agg_s_a_word_count_in_one_process(tmp_path):
+    text = Path(os.__file__).read_bytes()
+    (tmp_path / "t").write_bytes(text)
+    words = run("idx", tmp_path / "t").stdout
+    out = run("agg", "-s", input=words)
+    expected = Counter(re.findall(rb"[a-z0-9_]+", text.lower()))
+    assert out.stdout == b"".join(b"%s %d\n" % (w, n) for w, n in sorted(expected.items()))
+
+
 # ---- intermediate ------------------------------------------------------------------------
 
 KEYS_65599 = ["a", "the", "hello", "zz_9", "caf\u00e9", "\u00fcber", "x" * 200, "\u4e2d\u6587"]
@@ -267,7 +339,7 @@ def test_intermediate_usage_errors(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("tool", ["idx", "agg", "intermediate"])
+@pytest.mark.parametrize("tool", ["idx", "agg", "mrsort", "intermediate"])
 def test_help_shows_an_example(tool):
     for flag in ("-h", "--help"):
         out = run(tool, flag)
@@ -277,10 +349,10 @@ def test_help_shows_an_example(tool):
         assert f"| {tool}".encode() in out.stdout
 
 
-@pytest.mark.parametrize("tool", ["idx", "agg"])
+@pytest.mark.parametrize("tool", ["idx", "agg", "mrsort"])
 def test_unknown_option(tool):
     out = run(tool, "--frobnicate")
-    assert out.returncode == 2 and b"unknown option --frobnicate" in out.stderr
+    assert out.returncode == 2 and b"option --frobnicate not recognized" in out.stderr
 
 
 def test_a_closed_pipe_ends_idx_quietly():
@@ -304,6 +376,14 @@ def test_garbage_never_crashes_any_tool(tmp_path, data):
     out = run("agg", input=data)
     assert out.returncode in (0, 1) and b"Traceback" not in out.stderr
     assert (out.returncode == 1) == out.stderr.startswith(b"agg: ")
+    sorted_then = subprocess.run(f"LC_ALL=C sort | {BIN}/agg", shell=True, input=data,
+                                 capture_output=True, timeout=60)
+    for option in ([], ["-S0"]):
+        out = run("agg", "-s", *option, input=data)
+        assert (out.returncode, out.stdout) == (sorted_then.returncode, sorted_then.stdout)
+        assert sorted_then.stderr in out.stderr and b"Traceback" not in out.stderr
+        out = run("mrsort", *option, input=data)
+        assert (out.returncode, out.stdout) == (0, c_sort(input=data))
     for hash_name in ("xxh3", "65599"):
         out = run("intermediate", "--hash", hash_name, 3, "p", cwd=tmp_path, input=data)
         assert out.returncode == 0 and b"Traceback" not in out.stderr
@@ -383,3 +463,15 @@ def test_partitioner_output_does_not_depend_on_the_chunks(data, points, r, hash_
         files = [b"".join(block[i] for block in blocks) for i in range(r)]
         results.append((files, part.left_out, part.first_left_out))
     assert results[0] == results[1]
+
+
+@given(data=garbage, points=st.lists(st.integers(0, 10_000), max_size=8))
+def test_tally_runs_are_sorts_lines(data, points):
+    tally = Tally(1 << 30)
+    feed_lines(lambda lines: tally.feed(lines, sum(map(len, lines))), cuts(data, points))
+    runs = [run for block in tally.runs(per_block=3) for run in block]
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    assert expand(runs) == b"".join(line + b"\n" for line in sorted(lines))
+    assert b"".join(tally.lines(block=5)).count(b"\n") == len(lines)

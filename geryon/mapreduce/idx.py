@@ -21,7 +21,7 @@ Example, a word count:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = file_arguments("idx", USAGE, HELP, argv)
+    _, args = file_arguments("idx", USAGE, HELP, argv)
     indexer = Indexer()
     ok = filter_inputs("idx", args, indexer.feed, indexer.finish)
     sys.exit(0 if ok else 1)

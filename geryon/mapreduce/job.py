@@ -108,6 +108,15 @@ def _user(block: str) -> str:
     return "(\n" + normalise(block) + "\n)"
 
 
+def sorted_into(block: str, files: str = "") -> str:
+    """A combiner or reduce given its input sorted in C collation (of the files, or of
+    stdin): `mrsort | BLOCK`, or for a block that is just `agg`, `agg -s`, which writes
+    exactly what `LC_ALL=C sort | agg` does, in one process."""
+    if normalise(block) == "agg":
+        return f"agg -s {files}".rstrip()
+    return f"mrsort {files}".rstrip() + " | " + _user(block)
+
+
 def map_block(spec: JobSpec, task: int, attempt: int) -> str:
     """Map k's attempt n: the map (and combiner) into intermediate, then a report of its
     input and of each partition's size."""
@@ -116,7 +125,7 @@ def map_block(spec: JobSpec, task: int, attempt: int) -> str:
     prefix = '"$cpudisk"/' + q(map_prefix(spec.name, task, attempt))
     stages = [_user(spec.map)]
     if spec.combiner:
-        stages += ["LC_ALL=C sort", _user(spec.combiner)]
+        stages.append(sorted_into(spec.combiner))
     stages.append(f"intermediate --hash {spec.hash} {spec.partitions} {prefix}")
     return "\n".join([
         "set -o pipefail",
@@ -138,7 +147,7 @@ def reduce_block(spec: JobSpec, partition: int, attempt: int,
     return "\n".join([
         "set -o pipefail",
         'mkdir -p "$cpudisk"/' + q(spec.name) + " || exit 1",
-        f"cat {files} | LC_ALL=C sort | {_user(spec.reduce)} > {out} || exit $?",
+        f"{sorted_into(spec.reduce, files)} > {out} || exit $?",
         f"printf 'reporter:counter:{GERYON},reduce output bytes,%s\\n' "
         f'"$(stat -c %s {out})" >&2',
     ]) + "\n"

@@ -1,10 +1,10 @@
-"""The pure core of idx, agg and intermediate: bytes in, bytes out, no I/O.
+"""The pure core of idx, agg, mrsort and intermediate: bytes in, bytes out, no I/O.
 
-Theory of operation.  The three tools sit in every map and reduce task, so they must never
+Theory of operation.  The tools sit in every map and reduce task, so they must never
 be a pipeline's bottleneck.  They take input in large blocks and do the per-byte work with
 C-speed bytes methods (translate, split, join, itertools.groupby, map); Python code runs
-once per run of equal lines (agg) or once per line not seen before (intermediate), never
-once per character.  Blocks are cut only at a separator
+once per run of equal lines (agg) or once per line not seen before (mrsort, intermediate),
+never once per character.  Blocks are cut only at a separator
 (`Pieces`), so a word or line is never split between blocks however long it is.
 
 Everything here works on bytes and accepts any bytes: invalid UTF-8 is data like any other.
@@ -12,6 +12,7 @@ Everything here works on bytes and accepts any bytes: invalid UTF-8 is data like
 the bytes that `bytes.split()` with no argument splits on.
 """
 
+from collections import Counter
 from itertools import groupby
 from operator import call
 
@@ -139,9 +140,12 @@ class Aggregator:
         self._total = 0
 
     def feed(self, lines: list[bytes]) -> bytes:
+        return self.feed_runs((line, len(list(run))) for line, run in groupby(lines))
+
+    def feed_runs(self, runs) -> bytes:
+        """As feed, given each run of equal lines as (line, how many)."""
         out = []
-        for line, run in groupby(lines):
-            n = len(list(run))
+        for line, n in runs:
             pair = parse_pair(line)
             if pair is None:
                 if self.first_bad is None:
@@ -164,6 +168,62 @@ class Aggregator:
         last = self._prefix + b"%d\n" % self._total
         self._key = None
         return last
+
+
+# ---- mrsort and agg -s -----------------------------------------------------------------
+
+class Tally:
+    """Lines counted as they come, given back as the runs of `LC_ALL=C sort`'s output.
+
+    A map's output repeats itself (a word count's `the 1`, a million times), so counting
+    equal lines and sorting only the distinct ones gives sort's exact output for a fraction
+    of its work: C collation is bytewise order, which is the order of Python's bytes.  The
+    counting is C (`Counter.update` over a block's lines); Python runs once per distinct
+    line, at the end.
+
+    `feed` returns False once the distinct lines would take more than `limit` bytes of
+    memory (estimated per block from the share of its lines that were new); the caller
+    then gives everything to sort(1), `lines()` first.
+    """
+
+    PER_LINE = 100  # bytes a distinct line costs beyond its own: the dict slot, the object
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.counts: Counter[bytes] = Counter()
+        self.size = 0
+
+    def feed(self, lines: list[bytes], nbytes: int) -> bool:
+        before = len(self.counts)
+        self.counts.update(lines)
+        new = len(self.counts) - before
+        if new:
+            self.size += new * self.PER_LINE + nbytes * new // len(lines)
+        return self.size <= self.limit
+
+    def runs(self, per_block: int = 4096):
+        """Lists of (line, how many times), in sorted order."""
+        counts = self.counts
+        ordered = sorted(counts)
+        for i in range(0, len(ordered), per_block):
+            yield [(line, counts[line]) for line in ordered[i:i + per_block]]
+
+    def lines(self, block: int = 1 << 20):
+        """Blocks of newline-ended lines, every line as often as it came, in no order."""
+        out, size = [], 0
+        for line, n in self.counts.items():
+            out.append((line + b"\n") * n)
+            size += (len(line) + 1) * n
+            if size >= block:
+                yield b"".join(out)
+                out, size = [], 0
+        if out:
+            yield b"".join(out)
+
+
+def expand(runs: list[tuple[bytes, int]]) -> bytes:
+    """Runs of equal lines as the newline-ended lines themselves."""
+    return b"".join([(line + b"\n") * n for line, n in runs])
 
 
 # ---- intermediate ----------------------------------------------------------------------

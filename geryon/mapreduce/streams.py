@@ -103,16 +103,122 @@ def usage_error(prog: str, usage: str, message: str) -> None:
     sys.exit(2)
 
 
-def file_arguments(prog: str, usage: str, help_text: str, argv) -> list[str]:
-    """The file names a filter (idx, agg) was given: -h prints help_text and exits 0, `--`
-    ends options, any other option is a usage error."""
+def file_arguments(prog: str, usage: str, help_text: str, argv,
+                   options: str = "") -> tuple[dict[str, str], list[str]]:
+    """The options (getopt letters, e.g. "sS:") and file names a filter was given: -h
+    prints help_text and exits 0, `--` ends options, any other option is a usage error."""
+    import getopt
+
     start()
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] in (["-h"], ["--help"]):
         sys.stdout.write(help_text)
         sys.exit(0)
-    if args[:1] == ["--"]:
-        return args[1:]
-    if args and args[0].startswith("-") and args[0] != "-":
-        usage_error(prog, usage, f"unknown option {args[0]}")
-    return args
+    try:
+        given, names = getopt.getopt(args, options)
+    except getopt.GetoptError as e:
+        usage_error(prog, usage, str(e))
+    return dict(given), names
+
+
+SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+SORT_MEMORY = 256 << 20  # mrsort's and agg -s's memory for distinct lines, by default
+
+
+def size_option(prog: str, usage: str, value: str | None, default: int) -> int:
+    """A size such as 64M or 1G (K, M and G are powers of 1024), or default for None."""
+    if value is None:
+        return default
+    number = value.rstrip("KMGkmg")
+    suffix = value[len(number):].upper()
+    if not number.isdigit() or suffix not in SIZE_SUFFIXES:
+        usage_error(prog, usage, f"{value!r} is not a size; give one such as 64M or 1G")
+    return int(number) * SIZE_SUFFIXES[suffix]
+
+
+class SortedRuns:
+    """The lines of the inputs as `LC_ALL=C sort` orders them, for mrsort and `agg -s`:
+    iterating gives lists of runs (line, how many).  Lines are counted (`lines.Tally`)
+    until the distinct ones would pass limit bytes of memory; then everything goes to
+    `LC_ALL=C sort`, which spills to $TMPDIR, and its output is read back.  `ok` is False
+    once an input could not be read (each is reported, the others still read)."""
+
+    def __init__(self, prog: str, names: list[str], limit: int):
+        self.prog = prog
+        self.names = names
+        self.limit = limit
+        self.ok = True
+
+    def __iter__(self):
+        from geryon.mapreduce.lines import Pieces, Tally
+
+        tally, pieces = Tally(self.limit), Pieces(b"\n")
+        sort = None  # sort(1), once the distinct lines pass the limit
+        for name, fd in inputs(self.prog, self.names):
+            if fd is None:
+                self.ok = False
+                continue
+            last = b"\n"  # the file's last byte so far
+            try:
+                for chunk in chunks(fd):
+                    last = chunk[-1:]
+                    if sort is not None:
+                        self._to_sort(sort, chunk)
+                        continue
+                    block = pieces.feed(chunk)
+                    if block is not None and not tally.feed(block.split(b"\n"), len(block)):
+                        sort = self._hand_over(tally, pieces)
+            except OSError as e:
+                say(self.prog, f"cannot read {name}: {e.strerror}")
+                self.ok = False
+            # a file's last line ends at the file's end, as sort has it
+            if sort is not None:
+                if last != b"\n":
+                    self._to_sort(sort, b"\n")
+            elif (tail := pieces.finish()) is not None and not tally.feed([tail], len(tail)):
+                sort = self._hand_over(tally, pieces)
+        if sort is None:
+            yield from tally.runs()
+        else:
+            yield from self._sorted_by_sort(sort)
+
+    def _hand_over(self, tally, pieces):
+        """sort(1), given every line so far (and the unfinished one)."""
+        import subprocess
+
+        limit = (f"{self.limit >> 20} MiB" if self.limit >= 1 << 20 else f"{self.limit} bytes")
+        say(self.prog, f"over {limit} of distinct lines: sorting with sort(1)")
+        sort = subprocess.Popen(["sort"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env={**os.environ, "LC_ALL": "C"})
+        for block in tally.lines():
+            self._to_sort(sort, block)
+        tally.counts.clear()
+        tail = pieces.finish()
+        if tail is not None:
+            self._to_sort(sort, tail)
+        return sort
+
+    def _to_sort(self, sort, data: bytes) -> None:
+        try:
+            write_all(sort.stdin.fileno(), data)
+        except BrokenPipeError:
+            say(self.prog, f"sort(1) ended early (exit status {sort.wait()})")
+            sys.exit(2)
+
+    def _sorted_by_sort(self, sort):
+        """sort(1)'s output as runs; sort reads all of its input before it writes."""
+        from itertools import groupby
+
+        from geryon.mapreduce.lines import Pieces
+
+        sort.stdin.close()
+        pieces = Pieces(b"\n")
+        for chunk in chunks(sort.stdout.fileno()):
+            block = pieces.feed(chunk)
+            if block is not None:
+                yield [(line, len(list(run))) for line, run in groupby(block.split(b"\n"))]
+        status = sort.wait()
+        if status:
+            say(self.prog, f"sort(1) failed (exit status {status})")
+            sys.exit(2)
+        # sort ends every line with a newline: nothing is left unfinished
