@@ -1,10 +1,12 @@
-"""mapreduce across hosts, each in a network name space of its own: a node SIGKILLed
-during the map phase of one job and another during the reduce phase of the next; each
-job completes with the output of a fault-free run and no key twice.
+"""mapreduce across hosts, each in a network name space of its own, the input disks with
+replicas: a node holding input disks SIGKILLed during the map phase of one job and another
+during the reduce phase of the next; each job completes with the output of a fault-free
+run and no key twice, the dead nodes' disks read from their replicas.
 
-Hosts: 0 holds the disks and a cpu, 1 and 2 are cpus only, 3 runs the registry and the
-driver.  (The killed nodes hold no input disk: a job whose input's only copy dies cannot
-complete, and replicas are the disks' business.)"""
+Hosts: 0, 1 and 2 are nodes with chunk disks and a cpu each, 3 runs the registry, the
+driver and `refresh --watch` (which fails a disk over to its replica).  Every disk has two
+replicas, so each is on all three nodes and node0 alone still holds them all after two
+kills."""
 
 import json
 import signal
@@ -13,7 +15,8 @@ import subprocess
 import pytest
 
 from netns import Network
-from support import GERYON, env_for, make_home, start_node, start_registry, wait_for
+from support import (GERYON, Process, env_for, make_home, start_node, start_registry,
+                     wait_for)
 from test_mapreduce import text_corpus
 
 pytestmark = pytest.mark.netns
@@ -38,17 +41,27 @@ def test_nodes_killed_in_the_map_and_the_reduce_phase_change_nothing(net, tmp_pa
                               capture_output=True, timeout=timeout)
 
     cpu = ("--cpu", "--cpu-chunks", "2", "--cpu-chunk-size", "16M")
-    nodes = [start_node(home, registry.address, tmp_path / "chunks0", "node0", 6, "160K",
-                        prefix=net.prefix(0), extra=(*cpu, "--state", str(tmp_path / "s0")))]
-    nodes += [start_node(home, registry.address, None, f"node{i}", prefix=net.prefix(i),
-                         extra=(*cpu, "--state", str(tmp_path / f"s{i}"))) for i in (1, 2)]
+    nodes = [start_node(home, registry.address, tmp_path / f"chunks{i}", f"node{i}", 6,
+                        "160K", prefix=net.prefix(i),
+                        extra=(*cpu, "--state", str(tmp_path / f"s{i}"))) for i in range(3)]
     corpus = text_corpus(tmp_path / "corpus", files=40, words=2500)
-    loaded = on_client("load", "--app", "mbox", "--replicas", "0", str(corpus))
+    loaded = on_client("load", "--app", "mbox", "--replicas", "2", str(corpus))
     assert loaded.returncode == 0, loaded.stderr
     assert on_client("refresh").returncode == 0
+    ready = tmp_path / "watch.ready"
+    watch = Process(home, ["refresh", "--watch", "--ready", str(ready)], ready,
+                    prefix=net.prefix(client), GERYON_REGISTRY=registry.address,
+                    GERYON_NDB=tmp_path / "cluster")
     disks = sorted(line.split()[0] for line in loaded.stdout.decode().splitlines()
                    if line.startswith("d"))
     assert len(disks) >= 3, loaded.stdout
+
+    master = {d: on_client("ndb", "query", "-f", str(tmp_path / "cluster"), "name", d,
+                           "master").stdout.decode().split("!")[0] for d in disks}
+
+    def masters_on(host):
+        return {d for d in disks if master[d] == host}
+    assert masters_on("node1") and masters_on("node2"), (tmp_path / "cluster").read_text()
     slow_map = "{sleep 2; idx /n/d*.mbox/*/*/*}"
     slow_reduce = "{sleep 2; agg}"
 
@@ -80,7 +93,7 @@ def test_nodes_killed_in_the_map_and_the_reduce_phase_change_nothing(net, tmp_pa
         got_keys = [line.split()[0] for line in got.splitlines()]
         assert len(got_keys) == len(set(got_keys))
 
-    # node1 dies while a map runs on it
+    # node1, the master of some input disks, dies while a map runs on it
     driver = start_job("map-kill")
     wait_for(lambda: any(e["ev"] == "start" and e["host"] == "node1" and
                          e["task"].startswith("m") for e in events("map-kill")),
@@ -92,7 +105,8 @@ def test_nodes_killed_in_the_map_and_the_reduce_phase_change_nothing(net, tmp_pa
     assert "on node1" in log and ("node node1 is gone" in said or "cpu node node1" in said
                                   or "status 255" in said or "connection" in said), log
 
-    # node2 dies while a reduce runs on it, holding map outputs the reduces need
+    # node2, the master or replica of every disk left, dies while a reduce runs on it,
+    # holding map outputs the reduces need
     driver = start_job("reduce-kill")
     wait_for(lambda: any(e["ev"] == "start" and e["host"] == "node2" and
                          e["task"].startswith("r") for e in events("reduce-kill")),
@@ -106,5 +120,10 @@ def test_nodes_killed_in_the_map_and_the_reduce_phase_change_nothing(net, tmp_pa
                        and (e["task"], e["n"]) in on_node2 and e["task"].startswith("m")}
     lost = {e["task"] for e in happened if e["ev"] == "lost"}
     assert committed_there and committed_there <= lost, (committed_there, lost)
+    shown = on_client("disks").stdout.decode()
+    for disk in masters_on("node1") | masters_on("node2"):  # served by node0's replica now
+        assert any(line.split()[:2] == [f"{disk}.r{n}", "node0"] and "serving" in line
+                   for line in shown.splitlines() for n in (1, 2)), shown
+    watch.stop()
     nodes[0].stop()
     registry.stop()
