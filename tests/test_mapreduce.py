@@ -356,3 +356,25 @@ def test_twelve_disks_on_three_nodes_every_cpu_runs_maps(cluster):
     assert hosts == {f"node{i}" for i in range(NODES)}
     want = local_pipeline(corpus_files(many), "idx", "agg")
     assert sorted_lines(result(cluster, job)) == sorted_lines(want)
+
+
+def test_a_result_outlives_the_node_that_made_a_part(cluster):
+    """Each part is copied to a second node's cpu disk as the job ends, so `jobs cat`
+    still gives the whole result after the node that made one is SIGKILLed."""
+    disks = disks_of(cluster, "mbox")
+    done, job = mapreduce(cluster, "-R", "3", "{idx /n/d*.mbox/*/*/*}", "agg", *disks)
+    assert done.returncode == 0, done.stderr
+    before = result(cluster, job)
+    happened = events(cluster, job)
+    copies = {e["task"]: e for e in happened if e["ev"] == "copy"}
+    winners = {e["task"]: e for e in happened if e["ev"] == "start" and
+               e["task"].startswith("r")}  # one attempt each: nothing failed here
+    assert set(copies) == {"r0", "r1", "r2"}
+    assert all(copies[t]["host"] != winners[t]["host"] for t in copies)
+    victim = winners["r0"]["host"]
+    node = cluster["nodes"][int(victim[4:])]
+    node.kill(signal.SIGKILL)
+    try:
+        assert sorted_lines(result(cluster, job)) == sorted_lines(before)
+    finally:
+        node.start()

@@ -6,8 +6,8 @@ import subprocess
 import pytest
 from hypothesis import given, strategies as st
 
-from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, map_block,
-                                  reduce_block)
+from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, copy_block,
+                                  map_block, reduce_block)
 from geryon.mapreduce.tasks import Cpu, Job
 
 CPUS = [Cpu("tcp!h0!1", "node0", 2), Cpu("tcp!h1!1", "node1", 2), Cpu("tcp!h2!1", "node2", 2)]
@@ -105,6 +105,31 @@ def test_a_lost_winner_runs_again_and_the_job_goes_back_to_the_map_phase():
     for event in job.lost_on(s.cpu.host, "gone"):
         job.apply(event)
     assert job.phase == "map" and job.plan(CPUS, 2)[0].number == 2
+
+
+def test_a_part_copied_is_read_from_either_disk_and_a_copy_of_a_lost_one_goes_too():
+    job = Job(spec(disks=("d0.m",), partitions=1))
+    start(job, job.plan(CPUS, 0)[0], 0)
+    done(job, "m0", 1, 1)
+    r = job.plan(CPUS, 2)[0]
+    start(job, r, 2)
+    done(job, "r0", 1, 3)
+    assert job.part_places() == [(0, "j1/part0.a1", [f"{r.cpu.host}.cpu"])]
+    job.apply({"ev": "copy", "task": "r0", "n": 7, "host": "x", "disk": "x.cpu"})  # stale
+    job.apply({"ev": "copy", "task": "r0", "n": 1, "host": "node9", "disk": "d9.cpu"})
+    assert job.part_places() == [(0, "j1/part0.a1", [f"{r.cpu.host}.cpu", "d9.cpu"])]
+    for event in job.lost_on(r.cpu.host, "gone"):
+        job.apply(event)
+    assert job.part_places() == [] and job.reduces[0].copies == []
+
+
+def test_the_copy_block_keeps_only_a_whole_copy(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "cpudisk": str(tmp_path / "out")}
+    block = copy_block("j1/part0.a1", 5)
+    ran = subprocess.run(["bash", "-c", block], input=b"12345", capture_output=True, env=env)
+    assert ran.returncode == 0 and (tmp_path / "out/j1/part0.a1").read_bytes() == b"12345"
+    ran = subprocess.run(["bash", "-c", block], input=b"123", capture_output=True, env=env)
+    assert ran.returncode == 1 and b"the copy came short" in ran.stderr
 
 
 def test_timeouts_and_replay_after_a_crash():

@@ -31,8 +31,9 @@ import asyncssh
 
 from geryon.config import Config
 from geryon.errors import GeryonError
-from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, map_block,
-                                  new_job_name, reduce_block)
+from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, copy_block,
+                                  map_block, new_job_name, part_path, reduce_block)
+from geryon.mapreduce.parts import PartReader
 from geryon.mapreduce.progress import JobEntry, Progress, progress_line, summary
 from geryon.mapreduce.state import JobDir, JobWriter
 from geryon.mapreduce.tasks import Cpu, Job, Start, Task
@@ -512,7 +513,53 @@ class JobRun:
         if self.job.phase != "finishing":
             return
         await self._clean(everything=False)
+        await self._copy_parts()
         self._end("done")
+
+    async def _copy_parts(self) -> None:
+        """A copy of each part on another node's cpu disk, so that the result outlives
+        the node that made it (cpu disks have no replicas).  The driver reads the part and
+        a block on the other node stores it; a part that cannot be copied (a one-node
+        cluster, a copy that fails) is said in the log and the job still completes."""
+        todo = [t for t in self.job.reduces if not t.copies]
+        if not todo or not await self._registry_ok():
+            return
+        hosts = sorted({c.host for c in self.cpus if c.host not in self.gone})
+        results = await asyncio.gather(*(self._copy_part(t, hosts) for t in todo))
+        copied = sum(results)
+        self.say(f"parts copied to a second node: {copied} of {len(todo)}"
+                 + ("" if copied == len(todo) else " (the others have one copy only)"))
+
+    async def _copy_part(self, task: Task, hosts: list[str]) -> bool:
+        winner = task.winner
+        others = [h for h in hosts if h != winner.host]
+        if not others:
+            return False
+        host = others[task.index % len(others)]
+        cpu = next(c for c in self.cpus if c.host == host)
+        path = part_path(self.spec.name, task.index, winner.number)
+        local = self.writer.dir.path / f"copy-{task.id}"
+        try:
+            disk = await self.rcpu.finddisk(host, ())
+            if not disk:
+                raise JobError(f"{host} has no output disk named yet")
+            async with PartReader(self.rcpu.registry, self.owner.identity) as reader:
+                with open(local, "wb") as f:
+                    size = await reader.copy(task.index, path, [winner.disk], f)
+            with open(local, "rb") as f:
+                done = await self.rcpu.run(copy_block(path, size), (), cpu=cpu.name,
+                                           out=disk, stdin=f.fileno())
+            if done.returncode != 0:
+                raise JobError(describe_failure(done.returncode, done.exit_signal,
+                                                done.stderr.decode(errors="replace")))
+        except (GeryonError, asyncssh.Error, OSError) as err:
+            self.say(f"{task.label()}: its part could not be copied to {host}: {err}")
+            return False
+        finally:
+            local.unlink(missing_ok=True)
+        self.record({"ev": "copy", "task": task.id, "n": winner.number, "host": host,
+                     "disk": disk}, f"{task.label()}: part copied to {disk} on {host}")
+        return True
 
     async def _clean(self, everything: bool) -> None:
         """A block on each output disk the job wrote on, removing what is not kept."""

@@ -153,6 +153,19 @@ def reduce_block(spec: JobSpec, partition: int, attempt: int,
     ]) + "\n"
 
 
+def copy_block(path: str, size: int) -> str:
+    """Store stdin, a part of `size` bytes, at path on the output disk: the copy that lets a
+    job's result outlive the node that made it.  A short copy is not kept."""
+    q = shlex.quote
+    out = '"$cpudisk"/' + q(path)
+    return "\n".join([
+        'mkdir -p "$(dirname ' + out + ')" || exit 1',
+        f"cat > {out} || exit 1",
+        f'test "$(stat -c %s {out})" = {int(size)} || '
+        "{ echo 'the copy came short' >&2; exit 1; }",
+    ]) + "\n"
+
+
 def cleanup_block(job: str, remove: list[str], everything: bool) -> str:
     """Remove a job's files from one output disk: its map outputs and the given paths
     (spare attempts' parts), or, with everything, the job's whole directory."""

@@ -14,7 +14,8 @@ READ = 1 << 20
 
 
 async def write_parts(registry, identity, name: str, sink, keepalive: float = 1.0) -> int:
-    """Write a done job's parts to sink (a binary file) in partition order; return bytes."""
+    """Write a done job's parts to sink (a binary file) in partition order; return bytes.
+    A part whose disk cannot be reached is read from its copy on another node's disk."""
     job = JobDir.of(name).job()
     if job.outcome != "done":
         state = job.outcome or ("running" if JobDir.of(name).locked() else "stopped")
@@ -22,27 +23,50 @@ async def write_parts(registry, identity, name: str, sink, keepalive: float = 1.
                        + ("; carry it on with `geryon mapreduce --resume " + name + "`"
                           if state == "stopped" else ""))
     total = 0
-    clients = {}
-    try:
-        for partition, disk, path in job.parts():
-            if disk not in clients:
-                try:
-                    clients[disk] = await dial_disk(registry, disk, identity, keepalive)
-                except GeryonError as err:
-                    raise JobError(f"job {name}: part {partition} is on {disk}, which cannot "
-                                   f"be reached ({err})") from None
-            f = await clients[disk].open("/" + path)
+    async with PartReader(registry, identity, keepalive) as reader:
+        for partition, path, disks in job.part_places():
+            total += await reader.copy(partition, path, disks, sink)
+    sink.flush()
+    return total
+
+
+class PartReader:
+    """Reads parts from the disks that hold them, one connection a disk."""
+
+    def __init__(self, registry, identity, keepalive: float = 1.0):
+        self.registry, self.identity, self.keepalive = registry, identity, keepalive
+        self.clients: dict = {}
+
+    async def __aenter__(self) -> "PartReader":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for client in self.clients.values():
+            await client.close()
+        self.clients.clear()
+
+    async def copy(self, partition: int, path: str, disks: list[str], sink) -> int:
+        """Write the part to sink from the first of its disks that answers; its bytes."""
+        failures = []
+        for disk in disks:
             try:
+                if disk not in self.clients:
+                    self.clients[disk] = await dial_disk(self.registry, disk, self.identity,
+                                                         self.keepalive)
+                f = await self.clients[disk].open("/" + path)
+            except GeryonError as err:
+                failures.append(f"{disk} ({err})")
+                continue
+            total = 0
+            try:  # once a byte is written there is no going back to another copy
                 while data := await f.read(READ):
                     sink.write(data)
                     total += len(data)
             finally:
                 await f.close()
-        sink.flush()
-    finally:
-        for client in clients.values():
-            await client.close()
-    return total
+            return total
+        raise JobError(f"part {partition} cannot be read: it is on "
+                       + " and ".join(failures))
 
 
 @dataclass

@@ -10,6 +10,7 @@ Events (dicts, as stored):
     fail   task n t why stderr counted     it failed, died with its cpu, timed out, or was
                                            stopped by us (counted false: not its fault)
     lost   task why                        the winner's output went with its node
+    copy   task n host disk                a reduce's winning part copied to another node
     end    state why                       done or failed
 
 Rules.  Maps run first, one per input disk; reduces only when every map has a winner.  A
@@ -61,6 +62,7 @@ class Task:
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
     winner: Attempt | None = None
+    copies: list[tuple[str, str]] = field(default_factory=list)  # the winner's (host, disk)
 
     @property
     def running(self) -> list[Attempt]:
@@ -126,6 +128,11 @@ class Job:
             if task.winner is not None:
                 task.winner.state, task.winner.why = LOST, event.get("why", "")
                 task.winner = None
+                task.copies = []
+            return
+        if kind == "copy":
+            if task.winner is not None and task.winner.number == event["n"]:
+                task.copies.append((event["host"], event["disk"]))
             return
         attempt = self.attempt(task, event["n"])
         if attempt is None or attempt.state != RUNNING:
@@ -201,6 +208,12 @@ class Job:
     def parts(self) -> list[tuple[int, str, str]]:
         """(partition, disk, path) of every reduce's winning attempt."""
         return [(t.index, t.winner.disk, part_path(self.spec.name, t.index, t.winner.number))
+                for t in self.reduces if t.winner is not None]
+
+    def part_places(self) -> list[tuple[int, str, list[str]]]:
+        """(partition, path, disks holding it: the winner's, then its copies')."""
+        return [(t.index, part_path(self.spec.name, t.index, t.winner.number),
+                 [t.winner.disk, *(disk for _, disk in t.copies)])
                 for t in self.reduces if t.winner is not None]
 
     def needed_hosts(self) -> set[str]:
