@@ -8,11 +8,16 @@ all on this machine), and the word count `idx` / `agg`:
 
 - geryon mapreduce with `--combiner agg`, and without one;
 - the same blocks as one local pipeline, `idx FILES | LC_ALL=C sort | agg`;
-- an awk hash count: `cat FILES | tr -cs A-Za-z0-9_ '\\n' | tr A-Z a-z | awk '{c[$0]++}...'`.
+- an awk hash count: `cat FILES | tr -cs A-Za-z0-9_ '\\n' | tr A-Z a-z | awk '{c[$0]++}...'`;
+- the peers: a Dask bag word count on 2 worker processes and a PySpark local[2] one, each
+  a whole `bench/peers/wordcount.py` run (interpreter and JVM start-up included) in the
+  peers' own environment, bench/peers/.venv, which bench/peers/setup makes (run first,
+  every time: it does nothing when the environment is ready, and a failure ends the bench).
 
-Each is timed --runs times (the median is shown); the geryon and local results are
-checked equal.  For geryon, where the time goes is read from the job's events: the map
-phase, the reduce phase, and the clean-up.
+Each is timed --runs times (the median is shown); the geryon and peer results are checked
+equal to the local pipeline's, and geryon's time is shown as a fraction of each peer's (the
+goal: at most half).  For geryon, where the time goes is read from the job's events: the
+map phase, the reduce phase, and the clean-up; for a peer, from what wordcount.py reports.
 """
 
 import argparse
@@ -33,6 +38,11 @@ sys.path.insert(0, str(HERE))
 import support  # noqa: E402
 from disks import make_corpus  # noqa: E402
 
+PEERS = HERE / "peers"
+PEER_PYTHON = PEERS / ".venv" / "bin" / "python"
+# engine for bench/peers/wordcount.py, row label
+PEER_CASES = [("dask", "Dask bag word count (2 workers)"),
+              ("spark", "PySpark local[2] word count")]
 BIN = os.path.dirname(support.GERYON)
 ENV_PATH = {"PATH": f"{BIN}:{os.environ['PATH']}"}
 AWK = ("tr -cs 'A-Za-z0-9_' '\\n' | tr 'A-Z' 'a-z' | "
@@ -46,6 +56,36 @@ def timed(argv, **kw):
         raise SystemExit(f"{argv if isinstance(argv, str) else ' '.join(argv)} failed:\n"
                          f"{done.stderr.decode(errors='replace')[-2000:]}")
     return time.perf_counter() - started, done.stdout
+
+
+def peers_ready():
+    """bench/peers/setup, which makes bench/peers/.venv unless it is ready; never skipped."""
+    done = subprocess.run([str(PEERS / "setup")], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0 or not PEER_PYTHON.exists():
+        raise SystemExit(f"bench/peers/setup failed (exit {done.returncode}), so the peers "
+                         f"cannot be timed:\n{done.stdout[-3000:]}")
+    print(done.stdout.strip().splitlines()[-1], flush=True)
+
+
+def peer_run(engine: str, listing: Path, out: Path) -> tuple[float, dict]:
+    """One bench/peers/wordcount.py run: its wall time, and where the time went (its own
+    `wordcount: WHAT: SECONDS s` lines, and the rest: interpreter start-up and exit)."""
+    started = time.perf_counter()
+    done = subprocess.run([str(PEER_PYTHON), str(PEERS / "wordcount.py"), engine,
+                           str(listing), str(out)], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench/peers/wordcount.py {engine} failed:\n{done.stderr[-3000:]}")
+    parts = {}
+    for line in done.stderr.splitlines():
+        if line.startswith("wordcount: ") and line.endswith(" s"):
+            what, _, value = line[len("wordcount: "):-2].rpartition(": ")
+            parts[what] = float(value)
+    inside = parts.pop("all, in the interpreter", None)
+    if inside is not None:
+        parts["interpreter start-up and exit (the rest)"] = seconds - inside
+    return seconds, parts
 
 
 def phases(home: Path, job: str) -> dict:
@@ -71,6 +111,7 @@ def main():
     parser.add_argument("--megabytes", type=int, default=64, help="text on each disk")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    peers_ready()
     scratch = Path(tempfile.mkdtemp(prefix="geryon-bench-mr-"))
     try:
         home = support.make_home(scratch / "admin")
@@ -125,9 +166,18 @@ def main():
             results[label] = times
             outputs[label] = out
             print(f"{label}: {statistics.median(times):.2f} s", flush=True)
+        for engine, label in PEER_CASES:
+            times = []
+            out = scratch / f"{engine}.out"
+            for _ in range(args.runs):
+                seconds, profile[label] = peer_run(engine, listing, out)
+                times.append(seconds)
+            results[label] = times
+            outputs[label] = out.read_bytes()
+            print(f"{label}: {statistics.median(times):.2f} s", flush=True)
 
         local = sorted(outputs["local pipeline: idx FILES | LC_ALL=C sort | agg"].splitlines())
-        for label, _ in cases:
+        for label in [label for label, _ in cases] + [label for _, label in PEER_CASES]:
             got = sorted(outputs[label].splitlines())
             same = got == local
             print(f"{label}: output {'equals' if same else 'DIFFERS FROM'} the local pipeline's"
@@ -141,6 +191,12 @@ def main():
             t = statistics.median(times)
             print(f"| {label} | {t:.2f} s | {size / 1e6 / t:.0f} | {t / base:.2f}x | "
                   f"{t / awk:.2f}x |")
+        print()
+        dask, spark = (statistics.median(results[label]) for _, label in PEER_CASES)
+        for label, _ in cases:
+            t = statistics.median(results[label])
+            print(f"{label} vs Dask: {t / dask:.2f}, vs Spark: {t / spark:.2f} "
+                  f"(of their wall time; the goal is at most 0.50)")
         for label, parts in profile.items():
             print(f"\nwhere the time goes, {label}:")
             for what, seconds in parts.items():
