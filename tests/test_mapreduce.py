@@ -281,6 +281,26 @@ def test_an_attempt_past_the_timeout_runs_again_elsewhere(cluster):
     assert sorted_lines(result(cluster, job)) == sorted_lines(want)
 
 
+def test_a_running_tasks_status_line_is_seen_while_it_runs(cluster):
+    """reporter:status: lines are read as the block writes them: the job's registry
+    entry shows the last while the map still runs."""
+    disks = disks_of(cluster, "mbox")
+    block = "{echo 'reporter:status:reading the mail' >&2; sleep 6; idx /n/d*.mbox/*/*/*}"
+    driver = subprocess.Popen([GERYON, "mapreduce", "--name", "status-live", "-R", "1",
+                               block, "agg", disks[0]], env=cluster["env"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def shown():
+            entry = subprocess.run([GERYON, "regquery", "job", "status-live"], text=True,
+                                   env=cluster["env"], capture_output=True).stdout
+            return "'reading the mail'" in entry and "phase map" in entry
+        wait_for(shown, 30, 0.2, what="the status line in the job's entry")
+        assert driver.poll() is None  # seen while the map runs, not at its end
+    finally:
+        out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 0, err
+
+
 # ---- the driver and the registry going away ----------------------------------------------
 
 def wait_event(cluster, job, predicate, timeout=60):

@@ -23,6 +23,7 @@ committed work counts.
 
 import asyncio
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -221,16 +222,18 @@ class JobRun:
     async def _show(self) -> None:
         now = time.time()
         s = summary(self.job, now, self.since)
+        # the last `reporter:status:` of a running attempt, as it comes
         status = next((r.status for r in self.reporters.values() if r.status), "")
         self.owner.progress.show(progress_line(self.spec.name, s, status))
-        await self.entry.update(self._entry_attrs(s))
+        await self.entry.update(self._entry_attrs(s, status))
 
-    def _entry_attrs(self, s: dict | None = None) -> dict:
+    def _entry_attrs(self, s: dict | None = None, status: str = "") -> dict:
         s = s or summary(self.job, time.time(), self.since)
         return {"phase": s["phase"], "done": s["done"], "total": s["total"],
                 "running": s["running"], "failed": s["failed"], "in": s["in"],
                 "out": s["out"], "started": int(self.job.started),
-                "user": self.owner.config.name or ""}
+                "user": self.owner.config.name or "",
+                **({"status": status} if status else {})}
 
     async def _keep_entry(self) -> None:
         outcome = self.job.outcome or "stopped"
@@ -388,12 +391,16 @@ class JobRun:
     async def _attempt(self, block, inputs, cpu: Cpu, out: str, reporter):
         """Run one attempt: ('done', CompletedBlock) or ('error', started, message)."""
         started = []
+        # stderr is read by the reporter as it comes (it keeps a bounded tail), not kept
+        nowhere = os.open(os.devnull, os.O_WRONLY)
         try:
-            done = await self.rcpu.run(block, inputs, cpu=cpu.name, out=out,
-                                       on_start=lambda *a: started.append(True))
+            done = await self.rcpu.run(block, inputs, cpu=cpu.name, out=out, stderr=nowhere,
+                                       on_start=lambda *a: started.append(True),
+                                       on_stderr=reporter.feed)
         except (GeryonError, asyncssh.Error, OSError) as err:  # the connection was lost
             return "error", bool(started), str(err) or err.__class__.__name__
-        reporter.feed(done.stderr)  # captured whole: reports are read when it ends
+        finally:
+            os.close(nowhere)
         reporter.close()
         return "done", done
 

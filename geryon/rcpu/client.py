@@ -159,10 +159,12 @@ class Rcpu:
         return next((d for d in disks if d not in inputs), "")
 
     async def run(self, block: str, disks=(), *, cpu: str = "", stdin=None, stdout=None,
-                  stderr=None, out: str = "", ship=(), on_start=None) -> CompletedBlock:
+                  stderr=None, out: str = "", ship=(), on_start=None,
+                  on_stderr=None) -> CompletedBlock:
         """Run a block on the next cpu with the disks; stream its output to stdout and
         stderr (binary file objects) or capture it when they are None.  Files in `ship`
-        (local paths) appear to the block under /n/client."""
+        (local paths) appear to the block under /n/client.  on_stderr(bytes), if given,
+        sees the block's stderr as it comes, beside wherever it goes."""
         text = normalise(block)
         disks = tuple(disk_name(d) for d in disks)
         shipped = [(os.path.basename(p), read_shipped(p)) for p in ship]
@@ -193,7 +195,7 @@ class Rcpu:
                 if on_start:
                     on_start(service.name, host, disk)
                 try:
-                    done = await self._stream(process, stdin, stdout, stderr)
+                    done = await self._stream(process, stdin, stdout, stderr, on_stderr)
                 except BaseException:
                     # Cancelled (the caller's Ctrl-C) or broken: the connection goes, and
                     # with it the channel, so the cpu kills the block.
@@ -206,7 +208,7 @@ class Rcpu:
                 await self._done_with(service.name, client)
         raise RcpuError("no cpu could take the block: " + "; ".join(tried))
 
-    async def _stream(self, process, stdin, stdout, stderr) -> CompletedBlock:
+    async def _stream(self, process, stdin, stdout, stderr, on_stderr=None) -> CompletedBlock:
         """Pump the block's streams: stdin from a descriptor (or none), stdout and stderr
         to descriptors (or captured when None)."""
         started = time.time()
@@ -217,6 +219,8 @@ class Rcpu:
         async def pump(source, which):
             sink = sinks[which]
             while data := await source.read(PUMP):
+                if which == 2 and on_stderr is not None:
+                    on_stderr(data)
                 if sink is None:
                     captured[which] += data
                 else:
