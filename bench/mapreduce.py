@@ -6,7 +6,8 @@ Four disks, each --megabytes of real text (bench/disks.py's corpus: licenses, th
 library, headers, man pages, docs), loaded on a 3-node loopback cluster (every node a cpu,
 all on this machine), and the word count `idx` / `agg`:
 
-- geryon mapreduce with `--combiner agg`, and without one;
+- geryon mapreduce with `--combiner agg`, without one, and with the map `idx -c` (which
+  counts its own words: a map that combines in itself) and no combiner;
 - the same blocks as one local pipeline, `idx FILES | LC_ALL=C sort | agg`;
 - an awk hash count: `cat FILES | tr -cs A-Za-z0-9_ '\\n' | tr A-Z a-z | awk '{c[$0]++}...'`;
 - the peers: a Dask bag word count on 2 worker processes and a PySpark local[2] one, each
@@ -140,13 +141,14 @@ def main():
               f"{len(files)} files; {args.runs} run(s) each", flush=True)
 
         results, profile, outputs = {}, {}, {}
-        cases = [("geryon mapreduce --combiner agg", ["--combiner", "agg"]),
-                 ("geryon mapreduce (no combiner)", [])]
-        for label, extra in cases:
+        cases = [("geryon mapreduce --combiner agg", ["--combiner", "agg"], "idx"),
+                 ("geryon mapreduce (no combiner)", [], "idx"),
+                 ("geryon mapreduce, map `idx -c` (counts in the map)", [], "idx -c")]
+        for label, extra, idx in cases:
             times = []
             for _ in range(args.runs):
                 seconds, out = timed([support.GERYON, "mapreduce", *extra,
-                                      "idx /n/*/box*/*", "agg", *disks], env=env)
+                                      f"{idx} /n/*/box*/*", "agg", *disks], env=env)
                 job = out.decode().split()[0]
                 times.append(seconds)
                 profile[label] = phases(home, job)
@@ -177,7 +179,7 @@ def main():
             print(f"{label}: {statistics.median(times):.2f} s", flush=True)
 
         local = sorted(outputs["local pipeline: idx FILES | LC_ALL=C sort | agg"].splitlines())
-        for label in [label for label, _ in cases] + [label for _, label in PEER_CASES]:
+        for label in [case[0] for case in cases] + [label for _, label in PEER_CASES]:
             got = sorted(outputs[label].splitlines())
             same = got == local
             print(f"{label}: output {'equals' if same else 'DIFFERS FROM'} the local pipeline's"
@@ -193,7 +195,7 @@ def main():
                   f"{t / awk:.2f}x |")
         print()
         dask, spark = (statistics.median(results[label]) for _, label in PEER_CASES)
-        for label, _ in cases:
+        for label, *_ in cases:
             t = statistics.median(results[label])
             print(f"{label} vs Dask: {t / dask:.2f}, vs Spark: {t / spark:.2f} "
                   f"(of their wall time; the goal is at most 0.50)")

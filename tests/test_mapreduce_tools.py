@@ -94,6 +94,20 @@ def test_idx_reads_stdin_for_a_dash(tmp_path):
     assert out.stdout == b"file 1\nstdin 1\n"
 
 
+@pytest.mark.parametrize("memory", [[], ["-S", "0"], ["-S", "300"]])
+def test_idx_c_is_idx_sort_agg_in_one(tmp_path, memory):
+    (tmp_path / "a").write_bytes(Path(os.__file__).read_bytes() + b" tail")
+    (tmp_path / "b").write_bytes(b"word\xffWORD " + b"x" * (3 << 20) + b" Word.")
+    files = [tmp_path / "a", tmp_path / "empty", tmp_path / "b"]
+    (tmp_path / "empty").write_bytes(b"")
+    want = subprocess.run(f"{BIN}/idx {' '.join(map(str, files))} | LC_ALL=C sort | "
+                          f"{BIN}/agg", shell=True, capture_output=True, check=True).stdout
+    out = run("idx", "-c", *memory, *files)
+    assert (out.returncode, out.stdout) == (0, want)
+    assert (b"counting with agg -s" in out.stderr) == bool(memory), out.stderr
+    assert b"-S is the memory of -c" in run("idx", "-S", "1M").stderr
+
+
 # ---- agg -------------------------------------------------------------------------------
 
 def test_agg_sums_consecutive_equal_keys():
@@ -373,6 +387,11 @@ garbage = st.binary(max_size=2000) | st.lists(
 def test_garbage_never_crashes_any_tool(tmp_path, data):
     out = run("idx", input=data)
     assert out.returncode == 0 and out.stderr == b""
+    counted = subprocess.run(f"{BIN}/idx | LC_ALL=C sort | {BIN}/agg", shell=True,
+                             input=data, capture_output=True, timeout=60).stdout
+    for option in ([], ["-S0"]):
+        out = run("idx", "-c", *option, input=data)
+        assert (out.returncode, out.stdout) == (0, counted)
     out = run("agg", input=data)
     assert out.returncode in (0, 1) and b"Traceback" not in out.stderr
     assert (out.returncode == 1) == out.stderr.startswith(b"agg: ")

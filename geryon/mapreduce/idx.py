@@ -1,11 +1,15 @@
-"""`idx [file...]`: every word of the input as a `word 1` line, the map of a word count."""
+"""`idx [-c [-S SIZE]] [file...]`: every word of the input as a `word 1` line, the map of a
+word count; with -c, each word once with its count."""
 
+import subprocess
 import sys
 
-from geryon.mapreduce.lines import Indexer
-from geryon.mapreduce.streams import file_arguments, filter_inputs
+from geryon.mapreduce.lines import Indexer, Tally, count_lines, index_lines
+from geryon.mapreduce.streams import (SORT_MEMORY, file_arguments, filter_inputs, say,
+                                      size_option, size_text, usage_error, write_all,
+                                      write_out)
 
-USAGE = "usage: idx [file...]\n"
+USAGE = "usage: idx [-c [-S SIZE]] [file...]\n"
 
 HELP = USAGE + """
 Write each word of the files (standard input when none are named, or for -) as a line
@@ -14,17 +18,85 @@ other byte, each byte of a non-ASCII character included, separates words.  Any b
 accepted, invalid UTF-8 too.  A file that cannot be read is reported and passed over, and
 idx then exits 1.
 
+  -c       count: write each word once, `word N`, in sorted order; exactly what
+           `idx FILES | LC_ALL=C sort | agg` writes, made in one process with a
+           dictionary (a map that combines its own output)
+  -S SIZE  with -c, the memory for distinct words (default 256M); past it idx hands
+           its counts and the rest of the words to `agg -s`, and the output is the same
+
 Example, a word count:
   cat notes/* | idx | LC_ALL=C sort | agg
   geryon mapreduce 'idx /n/d?.mbox/*/*/*' agg d0.mbox d1.mbox
+  geryon mapreduce 'idx -c /n/d?.mbox/*/*/*' agg d0.mbox d1.mbox
 """
 
 
+class Counting:
+    """idx -c: words counted in a Tally; past its memory, an `agg -s` given the counts so
+    far and then every word as a `word 1` line writes the output instead."""
+
+    def __init__(self, limit: int):
+        self.tally = Tally(limit)
+        self.agg = None
+
+    def add(self, words: list[bytes], nbytes: int) -> None:
+        if not words:
+            return
+        if self.agg is None:
+            if self.tally.feed(words, nbytes):
+                return
+            self._hand_over()
+            return
+        self._to_agg(index_lines(words))
+
+    def _hand_over(self) -> None:
+        say("idx", f"over {size_text(self.tally.limit)} of distinct words: counting with "
+                   "agg -s")
+        self.agg = subprocess.Popen([sys.executable, "-c",
+                                     "from geryon.mapreduce.agg import main; main()", "-s"],
+                                    stdin=subprocess.PIPE)
+        for runs in self.tally.runs():
+            self._to_agg(count_lines(runs))
+        self.tally.counts.clear()
+
+    def _to_agg(self, data: bytes) -> None:
+        try:
+            write_all(self.agg.stdin.fileno(), data)
+        except BrokenPipeError:
+            say("idx", f"agg -s ended early (exit status {self.agg.wait()})")
+            sys.exit(2)
+
+    def finish(self) -> int:
+        """Write the counts (or let agg finish them); agg's exit status, or 0."""
+        if self.agg is None:
+            for runs in self.tally.runs():
+                write_out("idx", count_lines(runs))
+            return 0
+        self.agg.stdin.close()
+        return self.agg.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
-    _, args = file_arguments("idx", USAGE, HELP, argv)
+    options, args = file_arguments("idx", USAGE, HELP, argv, "cS:")
+    if "-S" in options and "-c" not in options:
+        usage_error("idx", USAGE, "-S is the memory of -c; give -c too")
     indexer = Indexer()
-    ok = filter_inputs("idx", args, indexer.feed, indexer.finish)
-    sys.exit(0 if ok else 1)
+    if "-c" not in options:
+        ok = filter_inputs("idx", args, indexer.feed, indexer.finish)
+        sys.exit(0 if ok else 1)
+    counting = Counting(size_option("idx", USAGE, options.get("-S"), SORT_MEMORY))
+
+    def feed(chunk: bytes) -> bytes:
+        counting.add(indexer.words(chunk), indexer.size)
+        return b""
+
+    def end_of_file() -> bytes:
+        counting.add(indexer.last_words(), indexer.size)
+        return b""
+
+    ok = filter_inputs("idx", args, feed, end_of_file)
+    status = counting.finish()
+    sys.exit(status or (0 if ok else 1))
 
 
 if __name__ == "__main__":

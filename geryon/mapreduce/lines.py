@@ -89,14 +89,31 @@ class Indexer:
 
     def __init__(self):
         self._pieces = Pieces(b"\n")
+        self.size = 0
+
+    def words(self, chunk: bytes) -> list[bytes]:
+        """The words the chunk completes (lower-cased), in order; `size` is then the
+        bytes they came from."""
+        block = self._pieces.feed(chunk.translate(WORD_TABLE))
+        self.size = 0 if block is None else len(block)
+        return [] if block is None else block.split()
+
+    def last_words(self) -> list[bytes]:
+        """The word the input ended in, if it ended in one (`size` as for words)."""
+        tail = self._pieces.finish()
+        self.size = 0 if tail is None else len(tail)
+        return [] if tail is None else tail.split()
 
     def feed(self, chunk: bytes) -> bytes:
-        block = self._pieces.feed(chunk.translate(WORD_TABLE))
-        return b"" if block is None else index_lines(block.split())
+        return index_lines(self.words(chunk))
 
     def finish(self) -> bytes:
-        tail = self._pieces.finish()
-        return b"" if tail is None else index_lines(tail.split())
+        return index_lines(self.last_words())
+
+
+def count_lines(runs: list[tuple[bytes, int]]) -> bytes:
+    """`word count` lines of (word, count) runs."""
+    return b"".join([b"%s %d\n" % run for run in runs])
 
 
 # ---- agg -------------------------------------------------------------------------------

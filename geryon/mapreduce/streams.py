@@ -136,6 +136,10 @@ def size_option(prog: str, usage: str, value: str | None, default: int) -> int:
     return int(number) * SIZE_SUFFIXES[suffix]
 
 
+def size_text(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
 class SortedRuns:
     """The lines of the inputs as `LC_ALL=C sort` orders them, for mrsort and `agg -s`:
     iterating gives lists of runs (line, how many).  Lines are counted (`lines.Tally`)
@@ -186,8 +190,7 @@ class SortedRuns:
         """sort(1), given every line so far (and the unfinished one)."""
         import subprocess
 
-        limit = (f"{self.limit >> 20} MiB" if self.limit >= 1 << 20 else f"{self.limit} bytes")
-        say(self.prog, f"over {limit} of distinct lines: sorting with sort(1)")
+        say(self.prog, f"over {size_text(self.limit)} of distinct lines: sorting with sort(1)")
         sort = subprocess.Popen(["sort"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env={**os.environ, "LC_ALL": "C"})
         for block in tally.lines():
