@@ -124,8 +124,17 @@ class Process:
 
     @classmethod
     def kill_all(cls, keep=frozenset()):
-        for proc in list(cls.running - set(keep)):
+        """Stop every process started (but those kept): SIGTERM, so that a node removes
+        its tmpfs cache, and SIGKILL for what has not stopped within a few seconds."""
+        procs = list(cls.running - set(keep))
+        for proc in procs:
             if proc.proc.poll() is None:
+                proc.proc.terminate()
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            try:
+                proc.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 proc.proc.kill()
                 proc.proc.wait(10)
             proc.log.close()
