@@ -565,7 +565,8 @@ class JobRun:
         finally:
             local.unlink(missing_ok=True)
         self.record({"ev": "copy", "task": task.id, "n": winner.number, "host": host,
-                     "disk": disk}, f"{task.label()}: part copied to {disk} on {host}")
+                     "disk": disk, "t": time.time()},
+                    f"{task.label()}: part copied to {disk} on {host}")
         return True
 
     async def _clean(self, everything: bool) -> None:

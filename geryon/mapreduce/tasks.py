@@ -10,7 +10,7 @@ Events (dicts, as stored):
     fail   task n t why stderr counted     it failed, died with its cpu, timed out, or was
                                            stopped by us (counted false: not its fault)
     lost   task why                        the winner's output went with its node
-    copy   task n host disk                a reduce's winning part copied to another node
+    copy   task n host disk t              a reduce's winning part copied to another node
     end    state why                       done or failed
 
 Rules.  Maps run first, one per input disk; reduces only when every map has a winner.  A
