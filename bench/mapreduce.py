@@ -168,7 +168,9 @@ def main():
                 profile[label] = phases(home, job)
             results[label] = times
             outputs[label] = timed([support.GERYON, "jobs", "cat", job], env=env)[1]
-            print(f"{label}: {statistics.median(times):.2f} s", flush=True)
+            print(f"{label}: {statistics.median(times):.2f} s"
+                  + (f" (runs: {', '.join(f'{t:.2f}' for t in times)})" if len(times) > 1
+                     else ""), flush=True)
         local_env = {**os.environ, **ENV_PATH}
         # the map block is `idx FILES`: idx reads each file as a whole (a file that ends
         # mid-word ends that word), so the local pipeline gives idx the files too
@@ -181,7 +183,9 @@ def main():
                 times.append(seconds)
             results[label] = times
             outputs[label] = out
-            print(f"{label}: {statistics.median(times):.2f} s", flush=True)
+            print(f"{label}: {statistics.median(times):.2f} s"
+                  + (f" (runs: {', '.join(f'{t:.2f}' for t in times)})" if len(times) > 1
+                     else ""), flush=True)
         for engine, label in PEER_CASES:
             times = []
             out = scratch / f"{engine}.out"
@@ -190,7 +194,9 @@ def main():
                 times.append(seconds)
             results[label] = times
             outputs[label] = out.read_bytes()
-            print(f"{label}: {statistics.median(times):.2f} s", flush=True)
+            print(f"{label}: {statistics.median(times):.2f} s"
+                  + (f" (runs: {', '.join(f'{t:.2f}' for t in times)})" if len(times) > 1
+                     else ""), flush=True)
 
         local = sorted(outputs["local pipeline: idx FILES | LC_ALL=C sort | agg"].splitlines())
         awk_count = sorted(outputs["awk hash count: tr | tr | awk"].splitlines())

@@ -1,4 +1,5 @@
-"""idx, agg and intermediate against tr and awk doing the same jobs, and their start-up times.
+"""idx, agg, mrsort and intermediate against tr, awk and sort doing the same jobs, and their
+start-up times.
 
 Run from the repository root: `.venv/bin/python bench/tools.py` (about a minute).  Inputs are
 made in a temporary directory and removed after: ~100 MB of generated text (a Zipf-like
@@ -8,7 +9,7 @@ command reads a file on stdin and writes to /dev/null (intermediate and the awk 
 write R=5 files in the temporary directory); MB/s is input bytes over wall time, best
 of two runs (one for the partitioners, the 65599 ones over the first 20 MB), and CPU is the
 user+system time of every process of the pipeline.  Outputs are checked equal to the shell
-tools' before anything is timed.
+tools' before anything is timed (idx -c's and the awk hash count's as sorted lines).
 """
 
 import json
@@ -29,6 +30,8 @@ TR_IDX = "tr 'A-Z' 'a-z' | tr -cs 'a-z0-9_' '\\n' | awk 'NF{print $0\" 1\"}'"
 # Keys compared as strings ($1"") or awk would take "0" and "00" for one number.
 AWK_AGG = """awk 'NR==1{k=$1} $1"" != k""{print k, s; k=$1; s=0} {s+=$2} END{if(NR)print k, s}'"""
 AWK_AGG_HASH = "awk '{s[$1]+=$2} END{for(k in s) print k, s[k]}'"
+TR_COUNT = ("tr 'A-Z' 'a-z' | tr -cs 'a-z0-9_' '\\n' | "
+            "awk 'NF{c[$0]++} END{for(w in c) print w, c[w]}'")
 # The 65599 partitioner in awk: h over the key's bytes, 32 bits (exact in doubles).
 AWK_PART = r"""awk -v R=%d -v P=%s 'BEGIN { for (i = 0; i < 256; i++) ord[sprintf("%%c", i)] = i }
 NF == 2 { h = 0; n = length($1)
@@ -122,6 +125,25 @@ def throughput(work: Path, label: str, text: Path) -> list[str]:
     rows.append(row("tr -cs alone (not the whole job)", label, mb,
                     *timed("tr -cs 'a-z0-9_' '\\n'", text, work)))
 
+    same_output(f"{BIN}/idx -c", TR_COUNT, head(text, work / "small", 5), work, sort=True)
+    rows.append(row("idx -c", label, mb, *timed(f"{BIN}/idx -c", text, work)))
+    rows.append(row("tr \\| tr \\| awk, hash count", label, mb, *timed(TR_COUNT, text, work)))
+
+    mb = idx_out.stat().st_size / 1e6
+    small = head(idx_out, work / "small.idx", 5)
+    same_output(f"{BIN}/mrsort", "LC_ALL=C sort", small, work)
+    rows.append(row("mrsort", f"{label}, idx output", mb, *timed(f"{BIN}/mrsort", idx_out,
+                                                                    work, 1)))
+    rows.append(row("LC_ALL=C sort", f"{label}, idx output", mb,
+                    *timed("LC_ALL=C sort", idx_out, work, 1)))
+    same_output(f"{BIN}/agg -s", f"LC_ALL=C sort | {BIN}/agg", small, work)
+    rows.append(row("agg -s", f"{label}, idx output", mb, *timed(f"{BIN}/agg -s", idx_out,
+                                                                    work, 1)))
+    rows.append(row("LC_ALL=C sort \\| agg", f"{label}, idx output", mb,
+                    *timed(f"LC_ALL=C sort | {BIN}/agg", idx_out, work, 1)))
+    rows.append(row("awk, hash of keys", f"{label}, idx output", mb,
+                    *timed(AWK_AGG_HASH, idx_out, work, 1)))
+
     pairs = work / f"{slug}.sorted"
     sorted_pairs(idx_out, pairs)
     mb = pairs.stat().st_size / 1e6
@@ -153,6 +175,7 @@ def startup(work: Path) -> list[str]:
     commands = {
         "idx": f"{BIN}/idx /dev/null",
         "agg": f"{BIN}/agg /dev/null",
+        "mrsort": f"{BIN}/mrsort /dev/null",
         "intermediate": f"{BIN}/intermediate {R} {work}/s",
         "python -c pass (the floor)": f"{sys.executable} -c pass",
         "tr": "tr a b",
