@@ -41,17 +41,18 @@ from pathlib import Path
 STARTED = time.perf_counter()
 
 
-def _word_table() -> bytes:
-    # the same table as geryon.mapreduce.lines.WORD_TABLE (this environment has no geryon)
-    table = bytearray(b"\n" * 256)
-    for c in b"abcdefghijklmnopqrstuvwxyz0123456789_":
-        table[c] = c
-    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        table[c] = c + 32
-    return bytes(table)
+def _idx_table() -> bytes:
+    """idx's own table (geryon/mapreduce/lines.py, pure standard library), loaded as a
+    file: this environment has none of geryon's dependencies, so not as a package."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[2] / "geryon" / "mapreduce" / "lines.py"
+    spec = importlib.util.spec_from_file_location("geryon_lines", path)
+    lines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lines)
+    return lines.WORD_TABLE
 
 
-WORD_TABLE = _word_table()
+WORD_TABLE = _idx_table()
 
 
 def words_of(data: bytes) -> list[bytes]:
