@@ -107,20 +107,42 @@ def test_a_lost_winner_runs_again_and_the_job_goes_back_to_the_map_phase():
     assert job.phase == "map" and job.plan(CPUS, 2)[0].number == 2
 
 
-def test_a_part_copied_is_read_from_either_disk_and_a_copy_of_a_lost_one_goes_too():
-    job = Job(spec(disks=("d0.m",), partitions=1))
+def finished(job):
+    """Every map and the one reduce done: the job is finishing."""
     start(job, job.plan(CPUS, 0)[0], 0)
     done(job, "m0", 1, 1)
     r = job.plan(CPUS, 2)[0]
     start(job, r, 2)
     done(job, "r0", 1, 3)
-    assert job.part_places() == [(0, "j1/part0.a1", [f"{r.cpu.host}.cpu"])]
+    assert job.phase == "finishing"
+    return r.cpu.host
+
+
+def test_a_part_copied_is_read_from_either_disk_and_outlives_its_node():
+    job = Job(spec(disks=("d0.m",), partitions=1))
+    host = finished(job)
+    assert job.part_places() == [(0, "j1/part0.a1", [f"{host}.cpu"])]
     job.apply({"ev": "copy", "task": "r0", "n": 7, "host": "x", "disk": "x.cpu"})  # stale
     job.apply({"ev": "copy", "task": "r0", "n": 1, "host": "node9", "disk": "d9.cpu"})
-    assert job.part_places() == [(0, "j1/part0.a1", [f"{r.cpu.host}.cpu", "d9.cpu"])]
-    for event in job.lost_on(r.cpu.host, "gone"):
+    assert job.part_places() == [(0, "j1/part0.a1", [f"{host}.cpu", "d9.cpu"])]
+    assert job.lost_on(host, "gone") == []  # its copy is on a node that is not gone
+    events = job.lost_on(host, "gone", gone={"node9"})  # both are gone: it runs again
+    assert [e["task"] for e in events] == ["r0"]
+    for event in events:
         job.apply(event)
     assert job.part_places() == [] and job.reduces[0].copies == []
+    assert ("node9", "d9.cpu") in job.written()  # a failed job's clean-up goes there too
+
+
+def test_a_part_lost_after_the_clean_up_makes_the_maps_run_again():
+    job = Job(spec(disks=("d0.m",), partitions=1))
+    host = finished(job)
+    job.apply({"ev": "cleaned", "t": 4})
+    events = job.lost_on(host, "gone")
+    assert sorted(e["task"] for e in events) == ["m0", "r0"]
+    for event in events:
+        job.apply(event)
+    assert job.phase == "map" and not job.cleaned
 
 
 def test_the_copy_block_keeps_only_a_whole_copy(tmp_path):

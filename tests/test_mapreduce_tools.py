@@ -106,6 +106,16 @@ def test_idx_c_is_idx_sort_agg_in_one(tmp_path, memory):
     assert (out.returncode, out.stdout) == (0, want)
     assert (b"counting with agg -s" in out.stderr) == bool(memory), out.stderr
     assert b"-S is the memory of -c" in run("idx", "-S", "1M").stderr
+    if memory:  # the agg -s it hands over to keeps to the same memory, and says so
+        assert b"agg: over" in out.stderr
+
+
+def test_idx_c_whose_reader_goes_away_ends_quietly(tmp_path):
+    (tmp_path / "a").write_bytes(Path(os.__file__).read_bytes())
+    out = subprocess.run(f"{BIN}/idx -c -S 1K {tmp_path / 'a'} | head -1; "
+                         "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                         capture_output=True, timeout=60)
+    assert out.stdout.split(b"\n")[1] in (b"0", b"141"), out
 
 
 # ---- agg -------------------------------------------------------------------------------
@@ -209,11 +219,15 @@ def test_mrsort_files_each_end_a_line_as_sort_has_it(tmp_path):
         assert out.stdout == c_sort(*files) == b"a\nb\nc\nz\n"
 
 
-def test_mrsort_reports_an_unreadable_file_and_sorts_the_rest(tmp_path):
+@pytest.mark.parametrize("memory", [[], ["-S0"]])
+def test_an_unreadable_file_is_an_error_as_it_is_for_sort(tmp_path, memory):
     (tmp_path / "a").write_bytes(b"2\n1\n")
-    out = run("mrsort", tmp_path / "missing", tmp_path / "a")
-    assert (out.returncode, out.stdout) == (1, b"1\n2\n")
-    assert b"mrsort: cannot open" in out.stderr
+    for bad in (tmp_path / "missing", tmp_path):  # no such file; a directory
+        for tool in (["mrsort"], ["agg", "-s"]):
+            out = run(*tool, *memory, tmp_path / "a", bad, tmp_path / "a")
+            assert (out.returncode, out.stdout) == (2, b""), out.stderr
+            assert f"{tool[0]}: cannot ".encode() in out.stderr
+        assert subprocess.run(["sort", tmp_path / "a", bad], capture_output=True).stdout == b""
 
 
 @pytest.mark.parametrize("args, message", [
@@ -492,5 +506,5 @@ def test_tally_runs_are_sorts_lines(data, points):
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
-    assert expand(runs) == b"".join(line + b"\n" for line in sorted(lines))
+    assert b"".join(expand(runs, block=7)) == b"".join(line + b"\n" for line in sorted(lines))
     assert b"".join(tally.lines(block=5)).count(b"\n") == len(lines)

@@ -20,7 +20,8 @@ totals never pass for right ones.
   -s       sort the input first: `agg -s FILES` writes exactly what
            `LC_ALL=C sort FILES | agg` does, in one process and faster, by counting
            equal lines (as mrsort does; mapreduce runs a combiner or reduce that is
-           just `agg` this way)
+           just `agg` this way); an input that cannot be read is an error, as for
+           sort: nothing is written and the status is 2
   -S SIZE  with -s, the memory for distinct lines before it sorts with sort(1)
            instead (default 256M)
 
@@ -35,12 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     if "-S" in options and "-s" not in options:
         usage_error("agg", USAGE, "-S is the memory of -s; give -s too")
     agg = Aggregator()
-    if "-s" in options:
-        runs = SortedRuns("agg", names, size_option("agg", USAGE, options.get("-S"),
-                                                    SORT_MEMORY))
-        for block in runs:
+    ok = True
+    if "-s" in options:  # an input that cannot be read ends it (exit 2), as it ends sort
+        for block in SortedRuns("agg", names, size_option("agg", USAGE, options.get("-S"),
+                                                          SORT_MEMORY)):
             write_out("agg", agg.feed_runs(block))
-        ok = runs.ok
     else:
         pieces = Pieces(b"\n")
 

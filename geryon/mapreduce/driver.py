@@ -49,6 +49,7 @@ log = logging.getLogger("geryon.mapreduce")
 TICK = 0.5            # seconds between looks at the cluster when nothing ends
 CPU_EVERY = 2.0       # seconds between cpu listings
 NO_CPU_LIMIT = 120.0  # seconds a job waits for a cpu (or a registry) before failing
+COPIES_AT_ONCE = 2    # parts copied to a second node at once
 PHASE_WORDS = {"map": "back to the map phase: a map's output must be made again",
                "reduce": "every map is done: the reduce phase",
                "finishing": "every reduce is done: checking the parts and cleaning up"}
@@ -223,7 +224,9 @@ class JobRun:
         now = time.time()
         s = summary(self.job, now, self.since)
         # the last `reporter:status:` of a running attempt, as it comes
-        status = next((r.status for r in self.reporters.values() if r.status), "")
+        status = max(self.reporters.values(), key=lambda r: r.status_seq,
+                     default=None)
+        status = status.status if status is not None else ""
         self.owner.progress.show(progress_line(self.spec.name, s, status))
         await self.entry.update(self._entry_attrs(s, status))
 
@@ -232,8 +235,7 @@ class JobRun:
         return {"phase": s["phase"], "done": s["done"], "total": s["total"],
                 "running": s["running"], "failed": s["failed"], "in": s["in"],
                 "out": s["out"], "started": int(self.job.started),
-                "user": self.owner.config.name or "",
-                **({"status": status} if status else {})}
+                "user": self.owner.config.name or "", "status": status or "-"}
 
     async def _keep_entry(self) -> None:
         outcome = self.job.outcome or "stopped"
@@ -330,7 +332,7 @@ class JobRun:
         for a in self.job.running():  # its connection may not have ended yet
             if a.host == host:
                 self._stop((a.task, a.number), f"its cpu node {host} is gone", True)
-        for event in self.job.lost_on(host, why):
+        for event in self.job.lost_on(host, why, self.gone):
             self.record(event, f"{self.job.tasks[event['task']].label()}: its output went "
                                f"with node {host}; it runs again")
         return False
@@ -401,7 +403,7 @@ class JobRun:
             return "error", bool(started), str(err) or err.__class__.__name__
         finally:
             os.close(nowhere)
-        reporter.close()
+            reporter.close()
         return "done", done
 
     async def _wait(self) -> None:
@@ -519,8 +521,12 @@ class JobRun:
             await self._check_host(host, force=True)
         if self.job.phase != "finishing":
             return
-        await self._clean(everything=False)
+        # copies first: until the clean-up, a part lost with its node can be made again
         await self._copy_parts()
+        if self.job.phase != "finishing":
+            return
+        await self._clean(everything=False)
+        self.record({"ev": "cleaned", "t": time.time()})
         self._end("done")
 
     async def _copy_parts(self) -> None:
@@ -529,10 +535,20 @@ class JobRun:
         a block on the other node stores it; a part that cannot be copied (a one-node
         cluster, a copy that fails) is said in the log and the job still completes."""
         todo = [t for t in self.job.reduces if not t.copies]
-        if not todo or not await self._registry_ok():
+        if not todo:
+            return
+        if not await self._registry_ok():
+            self.say(f"parts not copied: the registry cannot be reached; {len(todo)} have "
+                     "one copy only")
             return
         hosts = sorted({c.host for c in self.cpus if c.host not in self.gone})
-        results = await asyncio.gather(*(self._copy_part(t, hosts) for t in todo))
+        room = asyncio.Semaphore(COPIES_AT_ONCE)  # each passes through here, on disk
+
+        async def one(task):
+            async with room:
+                return await self._copy_part(task, hosts)
+
+        results = await asyncio.gather(*(one(t) for t in todo))
         copied = sum(results)
         self.say(f"parts copied to a second node: {copied} of {len(todo)}"
                  + ("" if copied == len(todo) else " (the others have one copy only)"))

@@ -1,6 +1,7 @@
 """`idx [-c [-S SIZE]] [file...]`: every word of the input as a `word 1` line, the map of a
 word count; with -c, each word once with its count."""
 
+import os
 import subprocess
 import sys
 
@@ -52,19 +53,16 @@ class Counting:
     def _hand_over(self) -> None:
         say("idx", f"over {size_text(self.tally.limit)} of distinct words: counting with "
                    "agg -s")
-        self.agg = subprocess.Popen([sys.executable, "-c",
-                                     "from geryon.mapreduce.agg import main; main()", "-s"],
-                                    stdin=subprocess.PIPE)
+        # -I: the working directory must not stand in for the installed geryon
+        self.agg = subprocess.Popen([sys.executable, "-I", "-c",
+                                     "from geryon.mapreduce.agg import main; main()", "-s",
+                                     "-S", str(self.tally.limit)], stdin=subprocess.PIPE)
         for runs in self.tally.runs():
             self._to_agg(count_lines(runs))
         self.tally.counts.clear()
 
     def _to_agg(self, data: bytes) -> None:
-        try:
-            write_all(self.agg.stdin.fileno(), data)
-        except BrokenPipeError:
-            say("idx", f"agg -s ended early (exit status {self.agg.wait()})")
-            sys.exit(2)
+        write_all(self.agg.stdin.fileno(), data)  # an agg that died: SIGPIPE ends us too
 
     def finish(self) -> int:
         """Write the counts (or let agg finish them); agg's exit status, or 0."""
@@ -73,7 +71,10 @@ class Counting:
                 write_out("idx", count_lines(runs))
             return 0
         self.agg.stdin.close()
-        return self.agg.wait()
+        status = self.agg.wait()
+        if status < 0:  # agg died of a signal (SIGPIPE: our reader went away): so do we
+            os.kill(os.getpid(), -status)
+        return status
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from geryon.errors import GeryonError
 from geryon.rcpu.block import normalise
+from geryon.registry.lines import value_text
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARTITIONS_MAX = 1000
@@ -181,6 +182,7 @@ def cleanup_block(job: str, remove: list[str], everything: bool) -> str:
 COUNTER = re.compile(rb"^reporter:counter:([^,\n]*),([^,\n]*),(-?\d+)\s*$")
 STATUS = re.compile(rb"^reporter:status:(.*?)\s*$")
 PARTITIONS = re.compile(rb"^geryon:partitions((?: \d+)*) ?$")
+COUNT_DIGITS = 1000  # a longer count is no counter (and int() refuses 4300 digits)
 
 
 class Reporter:
@@ -189,10 +191,12 @@ class Reporter:
     sizes, and the tail of everything else for a failure's message."""
 
     TAIL = 8192
+    said = 0  # status lines read by every Reporter, to tell which came last
 
     def __init__(self):
         self.counters: dict[tuple[str, str], int] = {}
         self.status = ""
+        self.status_seq = 0
         self.sizes: list[int] = []
         self._partial = b""
         self._other = bytearray()
@@ -212,11 +216,14 @@ class Reporter:
             self._partial = b""
 
     def _line(self, line: bytes) -> None:
-        if m := COUNTER.match(line):
+        if (m := COUNTER.match(line)) and len(m[3]) <= COUNT_DIGITS:
             key = (m[1].decode(errors="replace"), m[2].decode(errors="replace"))
             self.counters[key] = self.counters.get(key, 0) + int(m[3])
         elif m := STATUS.match(line):
-            self.status = m[1].decode(errors="replace")[:200]
+            # shown on a terminal and in the registry: no control characters
+            text = value_text(m[1].decode(errors="replace")[:200]).strip()
+            Reporter.said += 1
+            self.status, self.status_seq = text, Reporter.said
         elif m := PARTITIONS.match(line):
             self.sizes = [int(w) for w in m[1].split()]
         else:

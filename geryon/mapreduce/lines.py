@@ -199,8 +199,10 @@ class Tally:
     line, at the end.
 
     `feed` returns False once the distinct lines would take more than `limit` bytes of
-    memory (estimated per block from the share of its lines that were new); the caller
-    then gives everything to sort(1), `lines()` first.
+    memory; the caller then gives everything to sort(1), `lines()` first.  The size is
+    an upper bound kept cheaply: a block that brought new lines adds all its bytes, and
+    when the bound passes the limit the distinct lines are measured (in C, once per
+    distinct line), so a few long new lines among many old ones are never under-counted.
     """
 
     PER_LINE = 100  # bytes a distinct line costs beyond its own: the dict slot, the object
@@ -208,15 +210,20 @@ class Tally:
     def __init__(self, limit: int):
         self.limit = limit
         self.counts: Counter[bytes] = Counter()
-        self.size = 0
+        self.measured = 0   # the distinct lines' size when last measured
+        self.since = 0      # at most this much added since
 
     def feed(self, lines: list[bytes], nbytes: int) -> bool:
         before = len(self.counts)
         self.counts.update(lines)
         new = len(self.counts) - before
         if new:
-            self.size += new * self.PER_LINE + nbytes * new // len(lines)
-        return self.size <= self.limit
+            self.since += nbytes + new * self.PER_LINE
+            if self.measured + self.since > self.limit:
+                self.measured = (sum(map(len, self.counts))
+                                 + len(self.counts) * self.PER_LINE)
+                self.since = 0
+        return self.measured + self.since <= self.limit
 
     def runs(self, per_block: int = 4096):
         """Lists of (line, how many times), in sorted order."""
@@ -227,20 +234,25 @@ class Tally:
 
     def lines(self, block: int = 1 << 20):
         """Blocks of newline-ended lines, every line as often as it came, in no order."""
-        out, size = [], 0
-        for line, n in self.counts.items():
-            out.append((line + b"\n") * n)
-            size += (len(line) + 1) * n
+        yield from expand(self.counts.items(), block)
+
+
+def expand(runs, block: int = 1 << 20):
+    """Runs of equal lines, (line, how many), as the newline-ended lines themselves, in
+    pieces of about `block` bytes (a line repeated a million times is not one piece)."""
+    out, size = [], 0
+    for line, n in runs:
+        piece = line + b"\n"
+        while n:
+            k = min(n, max(1, (block - size) // len(piece)))
+            out.append(piece * k)
+            size += len(piece) * k
+            n -= k
             if size >= block:
                 yield b"".join(out)
                 out, size = [], 0
-        if out:
-            yield b"".join(out)
-
-
-def expand(runs: list[tuple[bytes, int]]) -> bytes:
-    """Runs of equal lines as the newline-ended lines themselves."""
-    return b"".join([(line + b"\n") * n for line, n in runs])
+    if out:
+        yield b"".join(out)
 
 
 # ---- intermediate ----------------------------------------------------------------------

@@ -14,7 +14,8 @@ collation: byte for byte what `LC_ALL=C sort` writes, a newline added to a last 
 has none.  It counts equal lines and sorts only the distinct ones, so on a map's output,
 where lines repeat (a word count's `the 1`), it is faster than sort.  Once the distinct
 lines would take more than SIZE of memory (default 256M; K, M and G suffixes) it hands
-everything to `LC_ALL=C sort`, which spills to $TMPDIR.
+everything to `LC_ALL=C sort`, which spills to $TMPDIR.  An input that cannot be read is
+an error, as for sort: mrsort says which, writes nothing and exits 2.
 
 mapreduce sorts with it before a combiner and before each reduce (and runs a combiner or
 reduce that is just `agg` as `agg -s`, the two in one).
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = SortedRuns("mrsort", names, size_option("mrsort", USAGE, options.get("-S"),
                                                    SORT_MEMORY))
     for block in runs:
-        write_out("mrsort", expand(block))
-    sys.exit(0 if runs.ok else 1)
+        for piece in expand(block):
+            write_out("mrsort", piece)
+    sys.exit(0)
 
 
 if __name__ == "__main__":

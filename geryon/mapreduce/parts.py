@@ -36,6 +36,7 @@ class PartReader:
     def __init__(self, registry, identity, keepalive: float = 1.0):
         self.registry, self.identity, self.keepalive = registry, identity, keepalive
         self.clients: dict = {}
+        self.unreachable: dict[str, str] = {}  # disk -> why, not dialled again
 
     async def __aenter__(self) -> "PartReader":
         return self
@@ -49,10 +50,18 @@ class PartReader:
         """Write the part to sink from the first of its disks that answers; its bytes."""
         failures = []
         for disk in disks:
+            if disk in self.unreachable:
+                failures.append(f"{disk} ({self.unreachable[disk]})")
+                continue
             try:
                 if disk not in self.clients:
                     self.clients[disk] = await dial_disk(self.registry, disk, self.identity,
                                                          self.keepalive)
+            except GeryonError as err:
+                self.unreachable[disk] = str(err)
+                failures.append(f"{disk} ({err})")
+                continue
+            try:
                 f = await self.clients[disk].open("/" + path)
             except GeryonError as err:
                 failures.append(f"{disk} ({err})")

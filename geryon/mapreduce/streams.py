@@ -144,69 +144,67 @@ class SortedRuns:
     """The lines of the inputs as `LC_ALL=C sort` orders them, for mrsort and `agg -s`:
     iterating gives lists of runs (line, how many).  Lines are counted (`lines.Tally`)
     until the distinct ones would pass limit bytes of memory; then everything goes to
-    `LC_ALL=C sort`, which spills to $TMPDIR, and its output is read back.  `ok` is False
-    once an input could not be read (each is reported, the others still read)."""
+    `LC_ALL=C sort`, which spills to $TMPDIR, and its output is read back.  An input that
+    cannot be read is an error, as it is for sort: it is reported, nothing is given, and
+    the tool exits 2."""
 
     def __init__(self, prog: str, names: list[str], limit: int):
         self.prog = prog
         self.names = names
         self.limit = limit
-        self.ok = True
+        self.sort = None  # sort(1), once the distinct lines pass the limit
 
     def __iter__(self):
         from geryon.mapreduce.lines import Pieces, Tally
 
         tally, pieces = Tally(self.limit), Pieces(b"\n")
-        sort = None  # sort(1), once the distinct lines pass the limit
         for name, fd in inputs(self.prog, self.names):
-            if fd is None:
-                self.ok = False
-                continue
+            if fd is None:  # reported by inputs()
+                self._fail()
             last = b"\n"  # the file's last byte so far
             try:
                 for chunk in chunks(fd):
                     last = chunk[-1:]
-                    if sort is not None:
-                        self._to_sort(sort, chunk)
+                    if self.sort is not None:
+                        write_all(self.sort.stdin.fileno(), chunk)
                         continue
                     block = pieces.feed(chunk)
                     if block is not None and not tally.feed(block.split(b"\n"), len(block)):
-                        sort = self._hand_over(tally, pieces)
+                        self._hand_over(tally, pieces)
             except OSError as e:
                 say(self.prog, f"cannot read {name}: {e.strerror}")
-                self.ok = False
+                self._fail()
             # a file's last line ends at the file's end, as sort has it
-            if sort is not None:
+            if self.sort is not None:
                 if last != b"\n":
-                    self._to_sort(sort, b"\n")
+                    write_all(self.sort.stdin.fileno(), b"\n")
             elif (tail := pieces.finish()) is not None and not tally.feed([tail], len(tail)):
-                sort = self._hand_over(tally, pieces)
-        if sort is None:
+                self._hand_over(tally, pieces)
+        if self.sort is None:
             yield from tally.runs()
         else:
-            yield from self._sorted_by_sort(sort)
+            yield from self._sorted_by_sort(self.sort)
 
-    def _hand_over(self, tally, pieces):
-        """sort(1), given every line so far (and the unfinished one)."""
+    def _fail(self) -> None:
+        if self.sort is not None:
+            self.sort.kill()
+            self.sort.wait()
+        sys.exit(2)
+
+    def _hand_over(self, tally, pieces) -> None:
+        """sort(1), given every line so far (and the unfinished one).  A sort that dies
+        while it is fed ends this tool too, of SIGPIPE, after sort's own message."""
         import subprocess
 
         say(self.prog, f"over {size_text(self.limit)} of distinct lines: sorting with sort(1)")
-        sort = subprocess.Popen(["sort"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                env={**os.environ, "LC_ALL": "C"})
+        self.sort = subprocess.Popen(["sort"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env={**os.environ, "LC_ALL": "C"})
         for block in tally.lines():
-            self._to_sort(sort, block)
+            write_all(self.sort.stdin.fileno(), block)
         tally.counts.clear()
         tail = pieces.finish()
         if tail is not None:
-            self._to_sort(sort, tail)
-        return sort
-
-    def _to_sort(self, sort, data: bytes) -> None:
-        try:
-            write_all(sort.stdin.fileno(), data)
-        except BrokenPipeError:
-            say(self.prog, f"sort(1) ended early (exit status {sort.wait()})")
-            sys.exit(2)
+            write_all(self.sort.stdin.fileno(), tail)
 
     def _sorted_by_sort(self, sort):
         """sort(1)'s output as runs; sort reads all of its input before it writes."""

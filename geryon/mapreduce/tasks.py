@@ -11,6 +11,7 @@ Events (dicts, as stored):
                                            stopped by us (counted false: not its fault)
     lost   task why                        the winner's output went with its node
     copy   task n host disk t              a reduce's winning part copied to another node
+    cleaned t                              the clean-up removed the map outputs
     end    state why                       done or failed
 
 Rules.  Maps run first, one per input disk; reduces only when every map has a winner.  A
@@ -63,6 +64,7 @@ class Task:
     failures: int = 0
     winner: Attempt | None = None
     copies: list[tuple[str, str]] = field(default_factory=list)  # the winner's (host, disk)
+    stale_copies: list[tuple[str, str]] = field(default_factory=list)  # of a lost winner
 
     @property
     def running(self) -> list[Attempt]:
@@ -108,6 +110,7 @@ class Job:
         self.outcome = ""            # done or failed, once the job has ended
         self.why = ""
         self.turn = 0
+        self.cleaned = False         # the clean-up removed the map outputs
         self.started = spec.created
         self.ended = 0.0
 
@@ -115,6 +118,9 @@ class Job:
 
     def apply(self, event: dict) -> None:
         kind = event["ev"]
+        if kind == "cleaned":
+            self.cleaned = True
+            return
         if kind == "end":
             self.outcome, self.why, self.ended = event["state"], event.get("why", ""), \
                 event.get("t", 0.0)
@@ -125,9 +131,12 @@ class Job:
                                          event["disk"], event["t"], event.get("backup", False)))
             return
         if kind == "lost":
+            if task.kind == "map":
+                self.cleaned = False  # its output is made again, and cleaned again
             if task.winner is not None:
                 task.winner.state, task.winner.why = LOST, event.get("why", "")
                 task.winner = None
+                task.stale_copies += task.copies
                 task.copies = []
             return
         if kind == "copy":
@@ -223,21 +232,34 @@ class Job:
             winners += [t.winner for t in self.maps if t.winner]
         return {a.host for a in winners}
 
-    def lost_on(self, host: str, why: str) -> list[dict]:
-        """Events for the winners whose output was on a node that is gone."""
+    def lost_on(self, host: str, why: str, gone: set[str] = frozenset()) -> list[dict]:
+        """Events for the winners whose output was on a node that is gone (and not on a
+        copy on a node that is not gone too).  Once the clean-up has removed the map
+        outputs, a reduce that must run again needs every map to run again too."""
         tasks = self.reduces + (self.maps if self.phase in ("map", "reduce") else [])
-        return [{"ev": "lost", "task": t.id, "why": why} for t in tasks
-                if t.winner is not None and t.winner.host == host]
+        dead = {host, *gone}
+        lost = [t for t in tasks if t.winner is not None and t.winner.host == host
+                and not any(h not in dead for h, _ in t.copies)]
+        if self.cleaned and any(t.kind == "reduce" for t in lost):
+            lost += [t for t in self.maps if t.winner is not None and t not in lost]
+        return [{"ev": "lost", "task": t.id,
+                 "why": why if t.winner.host == host else
+                 "its output was removed by the clean-up, and a reduce must run again"}
+                for t in lost]
 
     def written(self) -> dict[tuple[str, str], list[str]]:
         """(cpu host, disk) -> the paths of spare and lost part files on it: what a
-        completed job's clean-up removes beside the map outputs."""
+        completed job's clean-up removes beside the map outputs.  The disks holding
+        copies are there too, with nothing to remove (a failed job's clean-up removes
+        everything of the job from each)."""
         disks: dict[tuple[str, str], list[str]] = {}
         for task in self.tasks.values():
             for a in task.attempts:
                 paths = disks.setdefault((a.host, a.disk), [])
                 if task.kind == "reduce" and a is not task.winner:
                     paths.append(part_path(self.spec.name, task.index, a.number))
+            for place in task.copies + task.stale_copies:
+                disks.setdefault(place, [])
         return disks
 
     # ---- what to do next ---------------------------------------------------------------

@@ -231,7 +231,8 @@ class Rcpu:
         if stdin is None:
             process.stdin.write_eof()
         else:
-            feeder = Feeder(stdin, process.stdin.write, process.stdin.write_eof)
+            feeder = Feeder(stdin, process.stdin.write, process.stdin.write_eof,
+                            process.stdin.drain)
         gone = lost = False
         try:
             await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))

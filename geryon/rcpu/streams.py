@@ -86,8 +86,8 @@ class Feeder:
     """Copies a descriptor (the caller's stdin) to a block's stdin until end of file or
     stop(); a terminal that never ends holds nothing once the block is done."""
 
-    def __init__(self, fd: int, write, write_eof):
-        self.fd, self.write, self.write_eof = fd, write, write_eof
+    def __init__(self, fd: int, write, write_eof, drain=None):
+        self.fd, self.write, self.write_eof, self.drain = fd, write, write_eof, drain
         self.loop = asyncio.get_running_loop()
         self.task = None
         if pollable(fd):
@@ -108,10 +108,18 @@ class Feeder:
         self._send(data)
 
     async def _copy_file(self) -> None:
+        """A regular file, read as fast as the block takes it (drain: not all of it
+        buffered in memory at once)."""
         while True:
             data = await self.loop.run_in_executor(None, os.read, self.fd, 1 << 16)
             if not self._send(data):
                 return
+            if self.drain is not None:
+                try:
+                    await self.drain()
+                except (asyncssh.Error, OSError):
+                    self.stop()
+                    return
 
     def _send(self, data: bytes) -> bool:
         try:

@@ -32,6 +32,11 @@ class RegistryError(NsError):
     text where it has one."""
 
 
+def value_text(text: str) -> str:
+    """text as an attribute value may hold it: each control character made a space."""
+    return _CONTROL.sub(" ", text)
+
+
 def check_name(name: str) -> str:
     """name, if it may name a service; else RegistryError."""
     if _NAME_ASCII.search(name) or (not name.isascii() and not _printable(name)):
