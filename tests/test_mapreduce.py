@@ -378,6 +378,37 @@ def test_twelve_disks_on_three_nodes_every_cpu_runs_maps(cluster):
     assert sorted_lines(result(cluster, job)) == sorted_lines(want)
 
 
+def test_jobs_rm_removes_a_jobs_files_everywhere_and_refuses_a_running_one(cluster):
+    disks = disks_of(cluster, "mbox")
+    done, job = mapreduce(cluster, "--name", "to-remove", "-R", "2",
+                          "{idx /n/d*.mbox/*/*/*}", "agg", *disks[:2])
+    assert done.returncode == 0, done.stderr
+    cpus = sorted({e["disk"] for e in events(cluster, job) if e.get("disk")})
+    assert "to-remove" in geryon(cluster, "rcpu", "{ls /n/*}", *cpus).stdout.decode()
+    removed = geryon(cluster, "jobs", "rm", job)
+    assert removed.returncode == 0 and removed.stdout.decode() == f"removed {job}\n", \
+        removed.stderr
+    assert "to-remove" not in geryon(cluster, "rcpu", "{ls /n/*}", *cpus).stdout.decode()
+    assert "to-remove" not in geryon(cluster, "jobs").stdout.decode()
+    entry = geryon(cluster, "regquery", "job", "to-remove").stdout.decode()
+    assert entry == ""
+    gone = geryon(cluster, "jobs", "rm", job)
+    assert gone.returncode == 1 and b"no job to-remove here" in gone.stderr
+
+    slow = "{sleep 30; idx /n/d*.mbox/*/*/*}"
+    driver = subprocess.Popen([GERYON, "mapreduce", "--name", "busy", slow, "agg", disks[0]],
+                              env=cluster["env"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_event(cluster, "busy", lambda e: e["ev"] == "start")
+        refused = geryon(cluster, "jobs", "rm", "busy")
+        assert refused.returncode == 1 and b"job busy is running" in refused.stderr
+    finally:
+        driver.send_signal(signal.SIGINT)
+        driver.wait(30)
+    assert geryon(cluster, "jobs", "rm", "busy").returncode == 0  # stopped: it may go
+
+
 def test_a_result_outlives_the_node_that_made_a_part(cluster):
     """Each part is copied to a second node's cpu disk as the job ends, so `jobs cat`
     still gives the whole result after the node that made one is SIGKILLed."""

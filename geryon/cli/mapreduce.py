@@ -113,6 +113,7 @@ def jobs(ctx, registry):
       geryon jobs
       geryon jobs cat mr-20250101-120000-1a2b
       geryon jobs log mr-20250101-120000-1a2b
+      geryon jobs rm mr-20250101-120000-1a2b
     """
     ctx.obj = registry
     if ctx.invoked_subcommand is not None:
@@ -168,6 +169,43 @@ def jobs_cat(registry, job):
                                      float(config.keepalive))
 
     run_async(main())
+
+
+@jobs.command("rm", context_settings=CONTEXT_SETTINGS)
+@click.argument("names", metavar="JOB...", nargs=-1, required=True)
+@click.pass_obj
+def jobs_rm(registry, names):
+    """Remove jobs that are not running: their parts and copies from every cpu disk, their
+    registry entries and their state here.  A cpu disk whose node is away keeps its
+    files; the job stays listed, to be removed again when the node is back.
+
+    \b
+    Example:
+      geryon jobs rm mr-20250101-120000-1a2b
+    """
+    from geryon.config import Config
+    from geryon.errors import GeryonError
+    from geryon.mapreduce.driver import MapReduce
+
+    config = Config.load(registry=registry)
+    runner = MapReduce(config)
+    failed = False
+    for name in names:
+        try:
+            left = run_async(runner.remove(
+                name, lambda text: click.echo(f"jobs rm: {name}: {text}", err=True)))
+        except GeryonError as err:
+            click.echo(f"jobs rm: {err}", err=True)
+            failed = True
+            continue
+        if left:
+            click.echo(f"jobs rm: {name}: files left on {' '.join(left)}; run it again when "
+                       "their nodes are back", err=True)
+            failed = True
+        else:
+            click.echo(f"removed {name}")
+    if failed:
+        raise SystemExit(1)
 
 
 @jobs.command("log", context_settings=CONTEXT_SETTINGS)

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +36,8 @@ from geryon.errors import GeryonError
 from geryon.mapreduce.job import (JobError, JobSpec, Reporter, cleanup_block, copy_block,
                                   map_block, new_job_name, part_path, reduce_block)
 from geryon.mapreduce.parts import PartReader
-from geryon.mapreduce.progress import JobEntry, Progress, progress_line, summary
+from geryon.mapreduce.progress import (JobEntry, Progress, entry_name, progress_line,
+                                       summary)
 from geryon.mapreduce.state import JobDir, JobWriter
 from geryon.mapreduce.tasks import Cpu, Job, Start, Task
 from geryon.ns.ca import Identity
@@ -131,6 +133,26 @@ class MapReduce:
             return result_of(job, str(job_dir.path / "log"))
         async with Rcpu(self.config, self.identity) as rcpu:
             return await self._drive(rcpu, job_dir)
+
+    async def remove(self, name: str, say=log.warning) -> list[str]:
+        """Remove a job that is not running: its files on every cpu disk (parts, copies,
+        whatever a failure left), its registry entry, and its state here once nothing is
+        left on a disk.  Returns the disks that still hold its files (their nodes away:
+        remove it again when they are back)."""
+        job_dir = JobDir.of(name)
+        job = job_dir.job()
+        if job_dir.locked():
+            raise JobError(f"job {name} is running; stop its driver first")
+        async with Rcpu(self.config, self.identity) as rcpu:
+            cpus = [Cpu(s.name, s.attrs.get("host", s.name), 1) for s in await rcpu.cpus()]
+            left = await clean_disks(rcpu, name, job.written(), cpus, True, say)
+            try:
+                await rcpu.registry.remove("/" + entry_name(name))
+            except GeryonError:
+                pass  # no entry kept for it (or the registry dropped it)
+        if not left:
+            shutil.rmtree(job_dir.path)
+        return left
 
     async def _drive(self, rcpu: Rcpu, job_dir: JobDir) -> JobResult:
         writer = JobWriter(job_dir)
@@ -587,25 +609,38 @@ class JobRun:
 
     async def _clean(self, everything: bool) -> None:
         """A block on each output disk the job wrote on, removing what is not kept."""
-        async def one(host, disk, paths):
-            cpu = next((c for c in self.cpus if c.host == host), None)
-            if cpu is None:
-                self.say(f"clean-up: no cpu on {host} to clean {disk}; left as is")
-                return
-            block = cleanup_block(self.spec.name, paths, everything)
-            try:
-                done = await self.rcpu.run(block, (), cpu=cpu.name, out=disk)
-            except (GeryonError, asyncssh.Error, OSError) as err:
-                self.say(f"clean-up of {disk} on {host}: {err}")
-                return
-            if done.returncode != 0:
-                self.say(f"clean-up of {disk} on {host} failed: "
-                                f"{done.stderr.decode(errors='replace').strip()[-300:]}")
-
-        await asyncio.gather(*(one(host, disk, paths)
-                               for (host, disk), paths in self.job.written().items()))
+        await clean_disks(self.rcpu, self.spec.name, self.job.written(), self.cpus,
+                          everything, self.say)
         self.say("clean-up: " + ("the job's files removed" if everything else
-                                        "map outputs and spare parts removed"))
+                                 "map outputs and spare parts removed"))
+
+
+async def clean_disks(rcpu: Rcpu, job: str, written: dict, cpus: list[Cpu],
+                      everything: bool, say) -> list[str]:
+    """Run a clean-up block (job.cleanup_block) on each (host, disk) of written, on a cpu
+    of that host; return the disks that could not be cleaned, each said why."""
+    left = []
+
+    async def one(host, disk, paths):
+        cpu = next((c for c in cpus if c.host == host), None)
+        if cpu is None:
+            say(f"clean-up: no cpu on {host} to clean {disk}; left as is")
+            left.append(disk)
+            return
+        try:
+            done = await rcpu.run(cleanup_block(job, paths, everything), (), cpu=cpu.name,
+                                  out=disk)
+        except (GeryonError, asyncssh.Error, OSError) as err:
+            say(f"clean-up of {disk} on {host}: {err}")
+            left.append(disk)
+            return
+        if done.returncode != 0:
+            say(f"clean-up of {disk} on {host} failed: "
+                f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+            left.append(disk)
+
+    await asyncio.gather(*(one(host, disk, paths) for (host, disk), paths in written.items()))
+    return sorted(left)
 
 
 def describe_failure(status: int, signal_name: str, stderr: str) -> str:
