@@ -285,7 +285,7 @@ def test_a_running_tasks_status_line_is_seen_while_it_runs(cluster):
     """reporter:status: lines are read as the block writes them: the job's registry
     entry shows the last while the map still runs."""
     disks = disks_of(cluster, "mbox")
-    block = "{echo 'reporter:status:reading the mail' >&2; sleep 6; idx /n/d*.mbox/*/*/*}"
+    block = "{echo 'reporter:status:reading the mail' >&2; sleep 4; idx /n/d*.mbox/*/*/*}"
     driver = subprocess.Popen([GERYON, "mapreduce", "--name", "status-live", "-R", "1",
                                block, "agg", disks[0]], env=cluster["env"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -81,7 +81,7 @@ async def _fetch_all(registry, wanted, dest, identity, keepalive) -> int:
             async def one(name: str) -> int:
                 async with await dial_disk(registry, name, identity, keepalive) as disk:
                     image = Path(scratch) / name
-                    image.write_bytes(await run(disk, "image-get"))
+                    await run(disk, "image-get", stdout=image)
                 return await loop.run_in_executor(pool, unpack_image, image, Path(dest))
 
             count += sum(await asyncio.gather(*(one(name) for name in whole)))

@@ -28,11 +28,12 @@ async def dial_disk(registry: Client, disk: str, identity: Identity | None = Non
     return await Client.connect(found.addr, identity, keepalive=keepalive)
 
 
-async def run(client: Client, command: str, data: bytes | None = None) -> bytes:
-    """Run a disk command by SSH exec; return its stdout.  DiskError when the node ran it
-    and it failed (so it changed nothing); RemoteError when it could not run or was cut
-    off, so that what it did is not known."""
-    done = await client.run(command, input=data)
+async def run(client: Client, command: str, data: bytes | None = None,
+              stdout=None) -> bytes:
+    """Run a disk command by SSH exec; return its stdout (or write it to the file stdout
+    names).  DiskError when the node ran it and it failed (so it changed nothing);
+    RemoteError when it could not run or was cut off, so that what it did is not known."""
+    done = await client.run(command, input=data, stdout=stdout)
     if done.exit_status == CUT_OFF:
         raise RemoteError(f"{client.address}: {command} was cut off: the connection closed "
                           "before the command ended")

@@ -7,6 +7,7 @@ the server answers each session's requests in order (see ARCHITECTURE.md).
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 
 import asyncssh
@@ -179,12 +180,16 @@ class Client:
             raise explain(err, f"{self.address}: remove {path}") from None
 
     async def run(self, command: str, *, input: bytes | None = None,
-                  timeout: float | None = None, check: bool = False) -> CompletedRun:
+                  timeout: float | None = None, check: bool = False,
+                  stdout=None) -> CompletedRun:
         """Run a command by SSH exec and return what it did; raise RemoteError only when
-        asked (check) or when it could not run, RunTimeout when it passed timeout."""
+        asked (check) or when it could not run, RunTimeout when it passed timeout.  With
+        stdout (a file's path), what the command writes goes there as it comes, not into
+        memory, and the CompletedRun's stdout is empty."""
+        redirect = {} if stdout is None else {"stdout": os.fspath(stdout)}
         try:
             result = await asyncio.wait_for(
-                self.conn.run(command, input=input, encoding=None), timeout)
+                self.conn.run(command, input=input, encoding=None, **redirect), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise RunTimeout(f"{self.address}: {command} did not finish within {timeout} s"
                              ) from None

@@ -183,7 +183,6 @@ class CpuService:
         served = self.node.served(found.addr)
         if served is not None:
             return await self._local(served)
-        loop = asyncio.get_running_loop()
         client = await self._chunk_server(found.addr)
         ident = (await client.run("image-id", timeout=30, check=True)).stdout.split()
         if len(ident) != 2:
@@ -192,10 +191,15 @@ class CpuService:
 
         async def fetch(dest):
             self.stats.fetches += 1
-            image = (await client.run("image-get", timeout=300, check=True)).stdout
-            log.info("fetched disk %s (%d bytes) from %s", disk, len(image), found.addr)
             path = dest.with_name(f".image-{dest.name}")
-            await loop.run_in_executor(None, path.write_bytes, image)
+            # straight to the file: a cpu chunk may be larger than the node would hold
+            try:
+                await client.run("image-get", timeout=300, check=True, stdout=path)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            log.info("fetched disk %s (%d bytes) from %s", disk, path.stat().st_size,
+                     found.addr)
             return await unpack(self.pool, self.workers, path, dest)
 
         return key, await self.cache.acquire(key, fetch)
