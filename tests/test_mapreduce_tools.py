@@ -401,22 +401,9 @@ garbage = st.binary(max_size=2000) | st.lists(
 def test_garbage_never_crashes_any_tool(tmp_path, data):
     out = run("idx", input=data)
     assert out.returncode == 0 and out.stderr == b""
-    counted = subprocess.run(f"{BIN}/idx | LC_ALL=C sort | {BIN}/agg", shell=True,
-                             input=data, capture_output=True, timeout=60).stdout
-    for option in ([], ["-S0"]):
-        out = run("idx", "-c", *option, input=data)
-        assert (out.returncode, out.stdout) == (0, counted)
     out = run("agg", input=data)
     assert out.returncode in (0, 1) and b"Traceback" not in out.stderr
     assert (out.returncode == 1) == out.stderr.startswith(b"agg: ")
-    sorted_then = subprocess.run(f"LC_ALL=C sort | {BIN}/agg", shell=True, input=data,
-                                 capture_output=True, timeout=60)
-    for option in ([], ["-S0"]):
-        out = run("agg", "-s", *option, input=data)
-        assert (out.returncode, out.stdout) == (sorted_then.returncode, sorted_then.stdout)
-        assert sorted_then.stderr in out.stderr and b"Traceback" not in out.stderr
-        out = run("mrsort", *option, input=data)
-        assert (out.returncode, out.stdout) == (0, c_sort(input=data))
     for hash_name in ("xxh3", "65599"):
         out = run("intermediate", "--hash", hash_name, 3, "p", cwd=tmp_path, input=data)
         assert out.returncode == 0 and b"Traceback" not in out.stderr
@@ -427,6 +414,26 @@ def test_garbage_never_crashes_any_tool(tmp_path, data):
         assert Counter(kept) <= Counter(lines)
         left = len(lines) - len(kept)
         assert (left > 0) == (f"lines left out,{left}".encode() in out.stderr)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=garbage)
+def test_the_counting_tools_write_what_sort_and_agg_write_on_garbage(data):
+    """mrsort = LC_ALL=C sort, agg -s = sort | agg, idx -c = idx | sort | agg, in memory
+    and past the memory limit (-S0: handed to sort(1) or agg -s)."""
+    counted = subprocess.run(f"{BIN}/idx | LC_ALL=C sort | {BIN}/agg", shell=True,
+                             input=data, capture_output=True, timeout=60).stdout
+    sorted_then = subprocess.run(f"LC_ALL=C sort | {BIN}/agg", shell=True, input=data,
+                                 capture_output=True, timeout=60)
+    for option in ([], ["-S0"]):
+        out = run("idx", "-c", *option, input=data)
+        assert (out.returncode, out.stdout) == (0, counted)
+        out = run("agg", "-s", *option, input=data)
+        assert (out.returncode, out.stdout) == (sorted_then.returncode, sorted_then.stdout)
+        assert sorted_then.stderr in out.stderr and b"Traceback" not in out.stderr
+        out = run("mrsort", *option, input=data)
+        assert (out.returncode, out.stdout) == (0, c_sort(input=data))
 
 
 keys = st.binary(min_size=1, max_size=12).filter(lambda k: b"\n" not in k and b"\t" not in k)
