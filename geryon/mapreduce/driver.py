@@ -388,8 +388,8 @@ class JobRun:
                 out = await self.rcpu.finddisk(cpu.host, inputs)
                 block = map_block(self.spec, task.index, n)
             else:
-                out = await self.rcpu.finddisk(cpu.host, ())
                 sources = self.job.map_inputs()
+                out = await self._parts_disk(cpu.host)
                 inputs = [d for d in dict.fromkeys(d for d, _ in sources) if d != out]
                 block = reduce_block(self.spec, task.index, n, sources)
         except GeryonError as err:
@@ -411,6 +411,14 @@ class JobRun:
         reporter = self.reporters[key] = Reporter()
         self.running[key] = asyncio.create_task(
             self._attempt(block, inputs, cpu, out, reporter))
+
+    async def _parts_disk(self, host: str) -> str:
+        """The output disk for a part on host: one the maps did not write on when the node
+        has one (a node has two cpu chunks by default), so that the map-output disks a
+        reduce is given hold map outputs only, not every part of every job before; else
+        the host's first."""
+        maps = {d for d, _ in self.job.map_inputs()}
+        return (await self.rcpu.finddisk(host, maps)) or await self.rcpu.finddisk(host, ())
 
     async def _attempt(self, block, inputs, cpu: Cpu, out: str, reporter):
         """Run one attempt: ('done', CompletedBlock) or ('error', started, message)."""
@@ -585,7 +593,7 @@ class JobRun:
         path = part_path(self.spec.name, task.index, winner.number)
         local = self.writer.dir.path / f"copy-{task.id}"
         try:
-            disk = await self.rcpu.finddisk(host, ())
+            disk = await self._parts_disk(host)
             if not disk:
                 raise JobError(f"{host} has no output disk named yet")
             async with PartReader(self.rcpu.registry, self.owner.identity) as reader:
