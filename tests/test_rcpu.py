@@ -258,20 +258,27 @@ def test_the_fast_client_finds_the_same_home_as_the_config(monkeypatch, tmp_path
     assert geryon_home() == str(home())
 
 
-def test_an_output_disk_is_compacted_once_removals_are_a_quarter_of_it(cluster):
-    def used(disk):
-        line = [l for l in regquery(cluster, "automount", "1") if l.split()[0] == disk][0]
-        chunk_id, host = dict(zip(line.split()[1::2], line.split()[2::2]))["id"], "node1"
-        entry = regquery(cluster, "id", chunk_id, "host", host, "resource", "kfs")[0].split()
-        return int(dict(zip(entry[1::2], entry[2::2]))["used"])
+def node1_used(cluster, disk) -> int:
+    """The bytes of node1's chunk that a disk names, as its registry entry says."""
+    line = [l for l in regquery(cluster, "automount", "1") if l.split()[0] == disk][0]
+    chunk_id = dict(zip(line.split()[1::2], line.split()[2::2]))["id"]
+    entry = regquery(cluster, "id", chunk_id, "host", "node1", "resource", "kfs")[0].split()
+    return int(dict(zip(entry[1::2], entry[2::2]))["used"])
 
+
+@pytest.mark.parametrize("size", [1_500_000, 600_000])
+def test_an_output_disk_is_compacted_once_removals_are_a_quarter_or_most_of_it(cluster, size):
+    """1.5 MB removed is over a quarter of a 4 MB cpu chunk; 600 kB is less, but nearly
+    all the chunk holds: either way the chunk is compacted and its space comes back, and
+    nobody fetching the disk fetches the removed bytes."""
     made = rcpu(cluster, "-c", "node1", "--out", "d3.cpu",
-                "{head -c 1500000 /dev/urandom > $cpudisk/big}")
+                f"{{head -c {size} /dev/urandom > $cpudisk/big}}")
     assert made.returncode == 0, made.stderr
-    wait_for(lambda: used("d3.cpu") > 1_500_000, 10, what="the fill to show the file")
+    wait_for(lambda: node1_used(cluster, "d3.cpu") > size, 10, what="the fill to show it")
     gone = rcpu(cluster, "-c", "node1", "--out", "d3.cpu", "{rm $cpudisk/big}")
     assert gone.returncode == 0, gone.stderr
-    wait_for(lambda: used("d3.cpu") < 100_000, 10, what="compaction to give the space back")
+    wait_for(lambda: node1_used(cluster, "d3.cpu") < 100_000, 10,
+             what="compaction to give the space back")
 
 
 def test_bg_prints_the_output_disk_and_the_block_runs_on(cluster):

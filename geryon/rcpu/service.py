@@ -118,6 +118,9 @@ async def unpack(pool, workers: int, image: Path, dest: Path) -> int:
         image.unlink(missing_ok=True)
 
 
+COMPACT_MIN = 256 << 10  # removed bytes worth a compaction when they are most of a chunk
+
+
 class CpuService:
     """Runs blocks for one node (geryon.node.Node), which serves the chunks."""
 
@@ -295,11 +298,15 @@ class CpuService:
 
     @staticmethod
     def _compact_if_worth_it(served) -> None:
-        """Rewrite an output chunk with its live records only once what blocks removed
-        (a finished job's intermediate files) is a quarter of it: an append-only log
-        would otherwise fill up job after job."""
+        """Rewrite an output chunk with its live records only, once what blocks removed (a
+        finished job's intermediate files) is a quarter of its capacity, or is at least
+        COMPACT_MIN and four times what is live: an append-only log would otherwise fill
+        up job after job, and every node fetching the disk (a reduce reading map outputs)
+        fetches the removed records too.  The rewrite costs what is live, so the second
+        rule never costs more than a quarter of what it frees."""
         chunk = served.chunk
-        if chunk.used - chunk.live > chunk.capacity // 4:
+        dead, live = chunk.used - chunk.live, chunk.live
+        if dead > chunk.capacity // 4 or dead >= COMPACT_MIN and live * 4 <= dead:
             freed = chunk.compact()
             log.info("compacted %s: %d bytes freed", chunk.path, freed)
 
