@@ -92,9 +92,10 @@ def check_namespaces() -> bool:
     return unprivileged
 
 
-def copy_prefix(chunk_path: Path, used: int, image: Path) -> None:
-    """Copy the first `used` bytes of a chunk file: a whole log, since the log only grows."""
-    with open(chunk_path, "rb") as f, open(image, "wb") as out:
+def copy_prefix(chunk_file, used: int, image: Path) -> None:
+    """Copy the first `used` bytes of an open chunk file (and close it): a whole log, since
+    the log only grows."""
+    with chunk_file as f, open(image, "wb") as out:
         left = used
         while left > 0:
             data = f.read(min(left, 1 << 22))
@@ -317,8 +318,11 @@ class CpuService:
         loop = asyncio.get_running_loop()
 
         async def fill(dest):
+            # opened before anything awaits: the log the key names, even if a compaction
+            # renames a new one over the path while it is copied
+            log_file = open(path, "rb")
             image = dest.with_name(f".image-{dest.name}")
-            await loop.run_in_executor(None, copy_prefix, path, used, image)
+            await loop.run_in_executor(None, copy_prefix, log_file, used, image)
             return await unpack(self.pool, self.workers, image, dest)
 
         return key, await self.cache.acquire(key, fill)
