@@ -500,4 +500,4 @@ def default_cache_dir(state_dir: Path) -> Path:
     import tempfile
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     tag = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
-    return base / f"geryon-{os.getuid()}" / tag / "cache"
+    return base / f"geryon-{os.getuid()}" / tag

@@ -38,7 +38,7 @@ def no_leftover_caches():
     import shutil
 
     from geryon.node import default_cache_dir
-    caches = default_cache_dir(Path("any")).parent.parent  # where every node's cache lives
+    caches = default_cache_dir(Path("any")).parent  # where every node's cache lives
     before = set(caches.iterdir()) if caches.is_dir() else set()
     yield
     if caches.is_dir():
