@@ -67,6 +67,14 @@ def geryon(cluster, *args, timeout=180, **kw):
                           timeout=timeout, **kw)
 
 
+def start_driver(cluster, *args, quiet=False):
+    """`geryon mapreduce ARGS` as a process of its own, to watch, kill or wait on; its
+    output piped (or, quiet, thrown away)."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen([GERYON, "mapreduce", *args], env=cluster["env"], stdout=out,
+                            stderr=out)
+
+
 def mapreduce(cluster, *args, timeout=180):
     done = geryon(cluster, "mapreduce", *args, timeout=timeout)
     return done, done.stdout.decode().split("\n")[0] if done.returncode == 0 else ""
@@ -286,9 +294,7 @@ def test_a_running_tasks_status_line_is_seen_while_it_runs(cluster):
     entry shows the last while the map still runs."""
     disks = disks_of(cluster, "mbox")
     block = "{echo 'reporter:status:reading the mail' >&2; sleep 4; idx /n/d*.mbox/*/*/*}"
-    driver = subprocess.Popen([GERYON, "mapreduce", "--name", "status-live", "-R", "1",
-                               block, "agg", disks[0]], env=cluster["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = start_driver(cluster, "--name", "status-live", "-R", "1", block, "agg", disks[0])
     try:
         def shown():
             entry = subprocess.run([GERYON, "regquery", "job", "status-live"], text=True,
@@ -315,9 +321,8 @@ def wait_event(cluster, job, predicate, timeout=60):
 def test_the_driver_killed_mid_job_is_resumed_from_its_committed_tasks(cluster):
     disks = disks_of(cluster, "mbox")
     slow = "{sleep 1; idx /n/d*.mbox/*/*/*}"
-    driver = subprocess.Popen([GERYON, "mapreduce", "--slots", "1", "--name", "resumed",
-                               "-R", "3", slow, "agg", *disks], env=cluster["env"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = start_driver(cluster, "--slots", "1", "--name", "resumed", "-R", "3", slow,
+                          "agg", *disks, quiet=True)
     try:
         wait_event(cluster, "resumed", lambda e: e["ev"] == "done")
     finally:
@@ -339,9 +344,8 @@ def test_the_driver_killed_mid_job_is_resumed_from_its_committed_tasks(cluster):
 def test_a_registry_restarted_mid_job_does_not_stop_it(cluster):
     disks = disks_of(cluster, "mbox")
     slow = "{sleep 1; idx /n/d*.mbox/*/*/*}"
-    driver = subprocess.Popen([GERYON, "mapreduce", "--slots", "1", "--name", "reg-restart",
-                               "-R", "3", slow, "agg", *disks], env=cluster["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = start_driver(cluster, "--slots", "1", "--name", "reg-restart", "-R", "3", slow,
+                          "agg", *disks)
     try:
         wait_event(cluster, "reg-restart", lambda e: e["ev"] == "start")
         cluster["registry"].kill(signal.SIGKILL)
@@ -399,9 +403,7 @@ def test_jobs_rm_removes_a_jobs_files_everywhere_and_refuses_a_running_one(clust
     assert gone.returncode == 1 and b"no job to-remove here" in gone.stderr
 
     slow = "{sleep 30; idx /n/d*.mbox/*/*/*}"
-    driver = subprocess.Popen([GERYON, "mapreduce", "--name", "busy", slow, "agg", disks[0]],
-                              env=cluster["env"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    driver = start_driver(cluster, "--name", "busy", slow, "agg", disks[0], quiet=True)
     try:
         wait_event(cluster, "busy", lambda e: e["ev"] == "start")
         refused = geryon(cluster, "jobs", "rm", "busy")

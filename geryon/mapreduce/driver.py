@@ -246,9 +246,8 @@ class JobRun:
         now = time.time()
         s = summary(self.job, now, self.since)
         # the last `reporter:status:` of a running attempt, as it comes
-        status = max(self.reporters.values(), key=lambda r: r.status_seq,
-                     default=None)
-        status = status.status if status is not None else ""
+        latest = max(self.reporters.values(), key=lambda r: r.status_at, default=None)
+        status = latest.status if latest is not None else ""
         self.owner.progress.show(progress_line(self.spec.name, s, status))
         await self.entry.update(self._entry_attrs(s, status))
 
@@ -553,8 +552,6 @@ class JobRun:
             return
         # copies first: until the clean-up, a part lost with its node can be made again
         await self._copy_parts()
-        if self.job.phase != "finishing":
-            return
         await self._clean(everything=False)
         self.record({"ev": "cleaned", "t": time.time()})
         self._end("done")

@@ -7,8 +7,7 @@ import sys
 
 from geryon.mapreduce.lines import Indexer, Tally, count_lines, index_lines
 from geryon.mapreduce.streams import (SORT_MEMORY, file_arguments, filter_inputs, say,
-                                      size_option, size_text, usage_error, write_all,
-                                      write_out)
+                                      size_option, usage_error, write_all, write_out)
 
 USAGE = "usage: idx [-c [-S SIZE]] [file...]\n"
 
@@ -41,28 +40,22 @@ class Counting:
         self.agg = None
 
     def add(self, words: list[bytes], nbytes: int) -> None:
-        if not words:
-            return
-        if self.agg is None:
-            if self.tally.feed(words, nbytes):
-                return
+        if self.agg is not None:  # an agg that died: SIGPIPE ends us too
+            write_all(self.agg.stdin.fileno(), index_lines(words))
+        elif words and not self.tally.feed(words, nbytes):
             self._hand_over()
-            return
-        self._to_agg(index_lines(words))
 
     def _hand_over(self) -> None:
-        say("idx", f"over {size_text(self.tally.limit)} of distinct words: counting with "
+        from geryon.chunkfs.sizes import format_size
+        say("idx", f"over {format_size(self.tally.limit)} of distinct words: counting with "
                    "agg -s")
         # -I: the working directory must not stand in for the installed geryon
         self.agg = subprocess.Popen([sys.executable, "-I", "-c",
                                      "from geryon.mapreduce.agg import main; main()", "-s",
                                      "-S", str(self.tally.limit)], stdin=subprocess.PIPE)
         for runs in self.tally.runs():
-            self._to_agg(count_lines(runs))
+            write_all(self.agg.stdin.fileno(), count_lines(runs))
         self.tally.counts.clear()
-
-    def _to_agg(self, data: bytes) -> None:
-        write_all(self.agg.stdin.fileno(), data)  # an agg that died: SIGPIPE ends us too
 
     def finish(self) -> int:
         """Write the counts (or let agg finish them); agg's exit status, or 0."""

@@ -191,12 +191,11 @@ class Reporter:
     sizes, and the tail of everything else for a failure's message."""
 
     TAIL = 8192
-    said = 0  # status lines read by every Reporter, to tell which came last
 
     def __init__(self):
         self.counters: dict[tuple[str, str], int] = {}
         self.status = ""
-        self.status_seq = 0
+        self.status_at = 0.0  # when the status came (monotonic): the latest is shown
         self.sizes: list[int] = []
         self._partial = b""
         self._other = bytearray()
@@ -221,9 +220,8 @@ class Reporter:
             self.counters[key] = self.counters.get(key, 0) + int(m[3])
         elif m := STATUS.match(line):
             # shown on a terminal and in the registry: no control characters
-            text = value_text(m[1].decode(errors="replace")[:200]).strip()
-            Reporter.said += 1
-            self.status, self.status_seq = text, Reporter.said
+            self.status = value_text(m[1].decode(errors="replace")[:200]).strip()
+            self.status_at = time.monotonic()
         elif m := PARTITIONS.match(line):
             self.sizes = [int(w) for w in m[1].split()]
         else:

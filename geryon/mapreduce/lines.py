@@ -118,6 +118,11 @@ def count_lines(runs: list[tuple[bytes, int]]) -> bytes:
 
 # ---- agg -------------------------------------------------------------------------------
 
+def runs_of(lines: list[bytes]) -> list[tuple[bytes, int]]:
+    """The runs of equal consecutive lines, as (line, how many)."""
+    return [(line, len(list(run))) for line, run in groupby(lines)]
+
+
 def parse_pair(line: bytes) -> tuple[bytes, bytes, int] | None:
     """(key, key with its separator, count) of a `key count` line, or None if it is not one.
 
@@ -157,7 +162,7 @@ class Aggregator:
         self._total = 0
 
     def feed(self, lines: list[bytes]) -> bytes:
-        return self.feed_runs((line, len(list(run))) for line, run in groupby(lines))
+        return self.feed_runs(runs_of(lines))
 
     def feed_runs(self, runs) -> bytes:
         """As feed, given each run of equal lines as (line, how many)."""

@@ -121,23 +121,19 @@ def file_arguments(prog: str, usage: str, help_text: str, argv,
     return dict(given), names
 
 
-SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 SORT_MEMORY = 256 << 20  # mrsort's and agg -s's memory for distinct lines, by default
 
 
 def size_option(prog: str, usage: str, value: str | None, default: int) -> int:
-    """A size such as 64M or 1G (K, M and G are powers of 1024), or default for None."""
+    """A size such as 64M or 1G (chunkfs.sizes: binary units), or default for None."""
     if value is None:
         return default
-    number = value.rstrip("KMGkmg")
-    suffix = value[len(number):].upper()
-    if not number.isdigit() or suffix not in SIZE_SUFFIXES:
+    from geryon.chunkfs.sizes import parse_size
+    from geryon.errors import GeryonError
+    try:
+        return parse_size(value)
+    except GeryonError:
         usage_error(prog, usage, f"{value!r} is not a size; give one such as 64M or 1G")
-    return int(number) * SIZE_SUFFIXES[suffix]
-
-
-def size_text(n: int) -> str:
-    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 class SortedRuns:
@@ -196,7 +192,9 @@ class SortedRuns:
         while it is fed ends this tool too, of SIGPIPE, after sort's own message."""
         import subprocess
 
-        say(self.prog, f"over {size_text(self.limit)} of distinct lines: sorting with sort(1)")
+        from geryon.chunkfs.sizes import format_size
+        say(self.prog, f"over {format_size(self.limit)} of distinct lines: sorting with "
+                       "sort(1)")
         self.sort = subprocess.Popen(["sort"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env={**os.environ, "LC_ALL": "C"})
         for block in tally.lines():
@@ -208,16 +206,14 @@ class SortedRuns:
 
     def _sorted_by_sort(self, sort):
         """sort(1)'s output as runs; sort reads all of its input before it writes."""
-        from itertools import groupby
-
-        from geryon.mapreduce.lines import Pieces
+        from geryon.mapreduce.lines import Pieces, runs_of
 
         sort.stdin.close()
         pieces = Pieces(b"\n")
         for chunk in chunks(sort.stdout.fileno()):
             block = pieces.feed(chunk)
             if block is not None:
-                yield [(line, len(list(run))) for line, run in groupby(block.split(b"\n"))]
+                yield runs_of(block.split(b"\n"))
         status = sort.wait()
         if status:
             say(self.prog, f"sort(1) failed (exit status {status})")

@@ -86,7 +86,7 @@ class Feeder:
     """Copies a descriptor (the caller's stdin) to a block's stdin until end of file or
     stop(); a terminal that never ends holds nothing once the block is done."""
 
-    def __init__(self, fd: int, write, write_eof, drain=None):
+    def __init__(self, fd: int, write, write_eof, drain):
         self.fd, self.write, self.write_eof, self.drain = fd, write, write_eof, drain
         self.loop = asyncio.get_running_loop()
         self.task = None
@@ -114,12 +114,11 @@ class Feeder:
             data = await self.loop.run_in_executor(None, os.read, self.fd, 1 << 16)
             if not self._send(data):
                 return
-            if self.drain is not None:
-                try:
-                    await self.drain()
-                except (asyncssh.Error, OSError):
-                    self.stop()
-                    return
+            try:
+                await self.drain()
+            except (asyncssh.Error, OSError):
+                self.stop()
+                return
 
     def _send(self, data: bytes) -> bool:
         try:
